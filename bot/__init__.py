@@ -1,0 +1,1 @@
+"""frontdoor: the WeChat front door of a city's citizen-complaint office."""

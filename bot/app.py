@@ -1,0 +1,98 @@
+"""Builds the aiohttp application. Cleanup contexts own the database, the HTTP session and the scheduler."""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+from dataclasses import replace
+
+import aiohttp
+from aiohttp import web
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.intake import Intake
+from bot.notify import OutboxWorker
+from bot.router import route
+from bot.texts import Texts
+from bot.wechat.api import WeChatAPI
+from bot.wechat.fake import FakeWeChat
+from bot.wechat.webhook import Webhook
+from storage.db import Database
+
+log = logging.getLogger(__name__)
+
+SETTINGS = web.AppKey("settings", Settings)
+DB = web.AppKey("db", Database)
+INTAKE = web.AppKey("intake", Intake)
+API = web.AppKey("api", WeChatAPI)
+FAKE = web.AppKey("fake", FakeWeChat)
+OUTBOX = web.AppKey("outbox", OutboxWorker)
+
+FAKE_PREFIX = "/fake-wechat"
+
+
+def local_base_url(settings: Settings) -> str:
+    host = settings.server.host
+    if host in ("0.0.0.0", "::", ""):
+        host = "127.0.0.1"
+    return f"http://{host}:{settings.server.port}"
+
+
+def api_base_url(settings: Settings) -> str:
+    if settings.wechat.fake_api:
+        return local_base_url(settings) + FAKE_PREFIX
+    return settings.wechat.api_base_url
+
+
+async def healthz(_request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+def build_app(settings: Settings, *, clock: Clock | None = None, run_scheduler: bool = True,
+              api_base: str | None = None) -> web.Application:
+    """The whole server. `api_base` overrides where the outbound client points (tests)."""
+    clock = clock or Clock()
+    texts = Texts(settings.texts.override_file)
+    db = Database(settings.database.url, pool_size=settings.database.pool_size,
+                  sqlite_busy_timeout_ms=settings.database.sqlite_busy_timeout_ms)
+    intake = Intake(db, route, clock=clock, settings=settings, texts=texts)
+    app = web.Application()
+    app[SETTINGS], app[DB], app[INTAKE] = settings, db, intake
+    app.add_routes([web.get("/healthz", healthz), *Webhook(settings, intake).routes()])
+    if settings.wechat.fake_api:
+        fake = FakeWeChat.from_settings(settings, clock)
+        app[FAKE] = fake
+        app.add_subapp(FAKE_PREFIX + "/", fake.app())
+
+    async def database(app: web.Application):
+        yield
+        await intake.drain()
+        await db.dispose()
+
+    async def wechat_client(app: web.Application):
+        async with aiohttp.ClientSession() as http:
+            app[API] = WeChatAPI.from_settings(http, _with_base(settings, api_base), clock)
+            owner = f"{socket.gethostname()}:{os.getpid()}"
+            app[OUTBOX] = OutboxWorker(db, app[API], clock, settings.outbox, owner)
+            yield
+
+    async def scheduler(app: web.Application):
+        # APScheduler is only the clock here: durable work lives in database rows (see bot/notify.py).
+        sched = AsyncIOScheduler()
+        sched.add_job(app[OUTBOX].tick, "interval", seconds=settings.outbox.tick_seconds, max_instances=1,
+                      coalesce=True, id="outbox")
+        sched.start()
+        yield
+        sched.shutdown(wait=False)
+
+    app.cleanup_ctx.extend([database, wechat_client])
+    if run_scheduler:
+        app.cleanup_ctx.append(scheduler)
+    return app
+
+
+def _with_base(settings: Settings, api_base: str | None):
+    return replace(settings.wechat, api_base_url=api_base or api_base_url(settings))

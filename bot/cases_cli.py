@@ -1,0 +1,73 @@
+"""`frontdoor cases list|show`: cases for scripting and operations (plain text or --json)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+from bot.config import Settings
+from bot.services import cases
+from storage.db import Database
+from storage.models import Case
+
+
+def case_dict(case: Case, *, with_events: bool = False) -> dict:
+    out = {
+        "number": case.number, "status": case.status, "category": case.category, "place": case.place_label,
+        "latitude": case.latitude, "longitude": case.longitude, "description": case.description,
+        "photos": case.photo_media_ids, "voices": case.voice_media_ids, "contact_phone": case.contact_phone,
+        "openid": case.openid, "created_at": case.created_at.isoformat(),
+        "accept_due_at": case.accept_due_at.isoformat() if case.accept_due_at else None,
+    }
+    if with_events:
+        out["ledger"] = [
+            {"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "from": e.from_status,
+             "to": e.to_status, "note": e.note}
+            for e in case.events
+        ]
+    return out
+
+
+async def list_cases(settings: Settings, *, status: str | None, as_json: bool, limit: int) -> int:
+    db = Database(settings.database.url)
+    try:
+        async with db.read() as session:
+            found = await cases.listing(session, status=status, limit=limit)
+            rows = [case_dict(c) for c in found]
+    finally:
+        await db.dispose()
+    if as_json:
+        json.dump(rows, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return 0
+    tz = settings.tz
+    for c in found:
+        print(f"{c.number}  {c.status:<11} {c.created_at.astimezone(tz):%Y-%m-%d %H:%M}  {c.category}  "
+              f"{c.place_label[:30]}")
+    if not found:
+        print("（没有案件 / no cases）")
+    return 0
+
+
+async def show_case(settings: Settings, number: str, *, as_json: bool) -> int:
+    db = Database(settings.database.url)
+    try:
+        async with db.read() as session:
+            case = await cases.get(session, cases.normalize_number(number, settings.complaint.case_number_prefix))
+            data = case_dict(case, with_events=True) if case else None
+    finally:
+        await db.dispose()
+    if data is None:
+        print(f"没有找到案件 {number} / no such case", file=sys.stderr)
+        return 1
+    if as_json:
+        json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return 0
+    for key, value in data.items():
+        if key != "ledger":
+            print(f"{key:>14}: {value}")
+    print("        ledger:")
+    for e in data["ledger"]:
+        print(f"  {e['at']}  {e['actor']}  {e['action']}  {e['from'] or '-'} → {e['to'] or '-'}  {e['note'] or ''}")
+    return 0

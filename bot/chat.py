@@ -1,0 +1,81 @@
+"""`frontdoor chat`: talk to a running frontdoor as a resident, through a simulated WeChat server.
+
+Lines you type are text messages. A few slash commands send the other kinds:
+  /photo            a photo            /voice 文字      a voice message recognised as 文字
+  /location 地点     a location        /follow          the subscribe event
+  /click KEY        a menu click (COMPLAINT, MY_CASES, HELP)          /quit
+Passive replies print after "公众号："; pushed (customer-service) messages after "推送：".
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import uuid
+
+import aiohttp
+
+from bot.app import FAKE_PREFIX, local_base_url
+from bot.config import Settings
+from bot.wechat.simulator import Resident, WeChatServer
+
+
+async def _read_line(prompt: str) -> str | None:
+    print(prompt, end="", flush=True)
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    return line.rstrip("\n") if line else None
+
+
+async def _pushed_since(http: aiohttp.ClientSession, fake_url: str, openid: str, seen: int) -> tuple[list, int]:
+    try:
+        async with http.get(f"{fake_url}/sent", params={"touser": openid}) as resp:
+            sent = await resp.json()
+    except (aiohttp.ClientError, ValueError):
+        return [], seen
+    return sent[seen:], len(sent)
+
+
+async def _send(resident: Resident, line: str) -> str | None:
+    cmd, _, rest = line.partition(" ")
+    if cmd == "/photo":
+        return await resident.photo(f"media_{uuid.uuid4().hex[:12]}")
+    if cmd == "/voice":
+        return await resident.voice(f"voice_{uuid.uuid4().hex[:12]}", rest or None)
+    if cmd == "/location":
+        return await resident.location(26.6470, 106.6302, rest or "贵阳市云岩区")
+    if cmd == "/follow":
+        return await resident.event("subscribe")
+    if cmd == "/click":
+        return await resident.event("CLICK", rest or "COMPLAINT")
+    return await resident.say(line)
+
+
+async def run_chat(settings: Settings, *, url: str | None, openid: str, mode: str | None) -> int:
+    base = (url or local_base_url(settings)).rstrip("/")
+    webhook = base + settings.webhook.path
+    fake_url = base + FAKE_PREFIX if settings.wechat.fake_api else None
+    wx = settings.wechat
+    server = WeChatServer(wx.token, wx.app_id, wx.encoding_aes_key,
+                          mode or ("safe" if wx.encoding_aes_key else "plain"))
+    print(f"正在以居民 {openid} 的身份连接 {webhook}（{server.mode} 模式）。输入“投诉”开始，/quit 退出。")
+    async with aiohttp.ClientSession() as http:
+        resident = Resident(server, http, webhook, openid, fake_url)
+        seen = len((await _pushed_since(http, fake_url, openid, 0))[0]) if fake_url else 0
+        while (line := await _read_line("我：")) is not None:
+            if line.strip() == "/quit":
+                break
+            if not line.strip():
+                continue
+            try:
+                reply = await _send(resident, line.strip())
+            except aiohttp.ClientError as exc:
+                print(f"（连接失败：{exc}；frontdoor serve 在运行吗？）")
+                continue
+            if reply:
+                print(f"公众号：{reply}\n")
+            if fake_url:
+                await asyncio.sleep(0.05 if reply else 1.5)  # deferred answers arrive through the outbox tick
+                pushed, seen = await _pushed_since(http, fake_url, openid, seen)
+                for item in pushed:
+                    print(f"推送：{item.get('content') or item.get('payload')}\n")
+    return 0

@@ -1,0 +1,262 @@
+"""Typed settings: defaults ← config.toml ← FRONTDOOR_<SECTION>_<KEY> environment variables.
+
+Every setting is declared once below (section dataclass + field). A bad value stops start-up with a
+ConfigError naming the setting, never a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import dataclasses
+import os
+import re
+import tomllib
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+ENV_PREFIX = "FRONTDOOR_"
+DEFAULT_CONFIG_FILE = "config.toml"
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message names it."""
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    # Where the public reaches this server; only used in printed hints.
+    public_url: str = ""
+    timezone: str = "Asia/Shanghai"
+
+
+@dataclass(frozen=True)
+class DatabaseSettings:
+    url: str = "sqlite+aiosqlite:///data/frontdoor.db"
+    # Only for PostgreSQL; SQLite uses a small fixed pool (one writer at a time anyway).
+    pool_size: int = 10
+    sqlite_busy_timeout_ms: int = 5000
+
+
+@dataclass(frozen=True)
+class WechatSettings:
+    token: str = "frontdoorDevToken"
+    # 43 characters (base64 of 32 bytes without '='); empty = plain mode only.
+    encoding_aes_key: str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
+    previous_encoding_aes_key: str = ""
+    app_id: str = "wxfrontdoordev00001"
+    app_secret: str = "frontdoor-dev-secret"
+    # Outbound API base; the built-in fake when fake_api is on.
+    api_base_url: str = "https://api.weixin.qq.com"
+    # Serve the built-in fake WeChat API under /fake-wechat/ and talk to it instead of WeChat.
+    fake_api: bool = True
+    api_timeout_seconds: float = 5.0
+    api_max_retries: int = 2
+
+
+@dataclass(frozen=True)
+class WebhookSettings:
+    path: str = "/wechat"
+    timestamp_window_seconds: int = 300
+    reply_budget_seconds: float = 4.0
+    max_body_bytes: int = 65536
+    # Longest passive/customer-service text, in UTF-8 bytes; longer texts are split.
+    max_text_bytes: int = 2000
+
+
+@dataclass(frozen=True)
+class DialogSettings:
+    idle_timeout_minutes: int = 30
+    max_failed_tries: int = 3
+
+
+@dataclass(frozen=True)
+class ComplaintSettings:
+    categories: tuple[str, ...] = ("物业与停车", "邻里纠纷", "土地与征收", "房屋损坏", "环境与噪音", "其他")
+    case_number_prefix: str = "XF"
+    acceptance_days: int = 15
+    max_description_chars: int = 2000
+    max_photos: int = 9
+
+
+@dataclass(frozen=True)
+class OutboxSettings:
+    tick_seconds: float = 1.0
+    batch_size: int = 50
+    lease_seconds: int = 60
+    max_attempts: int = 8
+    backoff_base_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class FakeWechatSettings:
+    # Numbers WeChat has changed over the years; the fake enforces whatever is set here.
+    window_hours: int = 48
+    window_quota: int = 5
+    event_window_seconds: int = 60
+    event_window_quota: int = 3
+    token_ttl_seconds: int = 7200
+    media_ttl_days: int = 3
+
+
+@dataclass(frozen=True)
+class TextsSettings:
+    # A city's own TOML file overriding any sentence of bot/texts.toml, key by key.
+    override_file: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    server: ServerSettings = field(default_factory=ServerSettings)
+    database: DatabaseSettings = field(default_factory=DatabaseSettings)
+    wechat: WechatSettings = field(default_factory=WechatSettings)
+    webhook: WebhookSettings = field(default_factory=WebhookSettings)
+    dialog: DialogSettings = field(default_factory=DialogSettings)
+    complaint: ComplaintSettings = field(default_factory=ComplaintSettings)
+    outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    fake_wechat: FakeWechatSettings = field(default_factory=FakeWechatSettings)
+    texts: TextsSettings = field(default_factory=TextsSettings)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database.url.startswith("sqlite")
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.server.timezone)
+
+
+def _convert(name: str, hint: typing.Any, raw: typing.Any) -> typing.Any:
+    """Turn a TOML value or an environment string into the declared type, or raise ConfigError."""
+    from_env = isinstance(raw, str)
+    try:
+        if hint is bool:
+            if isinstance(raw, bool):
+                return raw
+            if from_env and raw.strip().lower() in ("1", "true", "yes", "on"):
+                return True
+            if from_env and raw.strip().lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError("expected true or false")
+        if hint is int:
+            if isinstance(raw, bool):
+                raise ValueError("expected an integer")
+            return int(raw)
+        if hint is float:
+            if isinstance(raw, bool):
+                raise ValueError("expected a number")
+            return float(raw)
+        if hint is str:
+            if not isinstance(raw, str):
+                raise ValueError("expected a string")
+            return raw
+        if typing.get_origin(hint) is tuple:
+            if from_env:
+                raw = [item.strip() for item in raw.split(",") if item.strip()]
+            if not isinstance(raw, list | tuple) or not all(isinstance(i, str) for i in raw):
+                raise ValueError("expected a list of strings")
+            return tuple(raw)
+    except ValueError as exc:
+        raise ConfigError(f"setting {name}: {exc} (got {raw!r})") from None
+    raise ConfigError(f"setting {name}: unsupported type")  # pragma: no cover - declaration bug
+
+
+def _build_section(section: str, cls: type, table: dict, env: typing.Mapping[str, str]) -> typing.Any:
+    hints = typing.get_type_hints(cls)
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(table) - known
+    if unknown:
+        raise ConfigError(f"setting {section}.{sorted(unknown)[0]}: unknown setting")
+    values = {}
+    for f in dataclasses.fields(cls):
+        name = f"{section}.{f.name}"
+        env_name = f"{ENV_PREFIX}{section.upper()}_{f.name.upper()}"
+        if env_name in env:
+            values[f.name] = _convert(env_name, hints[f.name], env[env_name])
+        elif f.name in table:
+            values[f.name] = _convert(name, hints[f.name], table[f.name])
+    return cls(**values)
+
+
+def load_settings(path: str | os.PathLike | None = None, env: typing.Mapping[str, str] | None = None) -> Settings:
+    """Read settings. `path=None` reads ./config.toml when present, else defaults only."""
+    env = os.environ if env is None else env
+    data: dict = {}
+    if path is None and Path(DEFAULT_CONFIG_FILE).is_file():
+        path = DEFAULT_CONFIG_FILE
+    if path is not None:
+        try:
+            with open(path, "rb") as fh:
+                data = tomllib.load(fh)
+        except FileNotFoundError:
+            raise ConfigError(f"config file {path}: not found") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"config file {path}: not valid TOML ({exc})") from None
+    sections = {}
+    for f in dataclasses.fields(Settings):
+        table = data.pop(f.name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"setting {f.name}: expected a [{f.name}] table")
+        sections[f.name] = _build_section(f.name, typing.get_type_hints(Settings)[f.name], table, env)
+    if data:
+        raise ConfigError(f"setting {sorted(data)[0]}: unknown section")
+    settings = Settings(**sections)
+    validate(settings)
+    return settings
+
+
+def _check_aes_key(name: str, key: str) -> None:
+    if len(key) != 43:
+        raise ConfigError(f"setting {name}: must be 43 characters (WeChat's EncodingAESKey), got {len(key)}")
+    try:
+        decoded = base64.b64decode(key + "=", validate=True)
+    except binascii.Error:
+        raise ConfigError(f"setting {name}: not valid base64") from None
+    if len(decoded) != 32:  # pragma: no cover - 43 base64 chars always decode to 32 bytes
+        raise ConfigError(f"setting {name}: must decode to 32 bytes")
+
+
+def validate(s: Settings) -> None:
+    if not 1 <= s.server.port <= 65535:
+        raise ConfigError(f"setting server.port: must be 1–65535, got {s.server.port}")
+    try:
+        ZoneInfo(s.server.timezone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"setting server.timezone: unknown time zone {s.server.timezone!r}") from None
+    if not s.database.url.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+        raise ConfigError(
+            "setting database.url: must start with sqlite+aiosqlite:// or postgresql+asyncpg://, "
+            f"got {s.database.url!r}"
+        )
+    if not re.fullmatch(r"[A-Za-z0-9]{3,32}", s.wechat.token):
+        raise ConfigError("setting wechat.token: required, letters and digits (3–32 characters)")
+    if s.wechat.encoding_aes_key:
+        _check_aes_key("wechat.encoding_aes_key", s.wechat.encoding_aes_key)
+    if s.wechat.previous_encoding_aes_key:
+        _check_aes_key("wechat.previous_encoding_aes_key", s.wechat.previous_encoding_aes_key)
+    if not s.wechat.app_id:
+        raise ConfigError("setting wechat.app_id: required")
+    if not s.wechat.app_secret:
+        raise ConfigError("setting wechat.app_secret: required")
+    if not s.wechat.fake_api and s.wechat.app_secret == WechatSettings.app_secret:
+        raise ConfigError("setting wechat.app_secret: the development secret cannot talk to the real WeChat API")
+    if not s.webhook.path.startswith("/"):
+        raise ConfigError("setting webhook.path: must start with /")
+    if not 0.1 <= s.webhook.reply_budget_seconds <= 4.8:
+        raise ConfigError("setting webhook.reply_budget_seconds: must be between 0.1 and 4.8 (WeChat waits 5 s)")
+    if s.webhook.max_body_bytes < 1024:
+        raise ConfigError("setting webhook.max_body_bytes: must be at least 1024")
+    if not 200 <= s.webhook.max_text_bytes <= 2048:
+        raise ConfigError("setting webhook.max_text_bytes: must be between 200 and 2048")
+    if len(s.complaint.categories) < 1:
+        raise ConfigError("setting complaint.categories: at least one category")
+    if s.dialog.idle_timeout_minutes < 1:
+        raise ConfigError("setting dialog.idle_timeout_minutes: must be at least 1")
+    if s.dialog.max_failed_tries < 1:
+        raise ConfigError("setting dialog.max_failed_tries: must be at least 1")
+    if s.texts.override_file and not Path(s.texts.override_file).is_file():
+        raise ConfigError(f"setting texts.override_file: file {s.texts.override_file!r} not found")

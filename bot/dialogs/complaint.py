@@ -1,0 +1,42 @@
+"""The complaint dialog (投诉): category → place → what happened → contact → summary → 提交."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from bot.context import Ctx
+from bot.dialogs.engine import Dialog, Step
+from bot.dialogs.fields import ChoiceField, NarrativeField, PhoneField, PlaceField
+from bot.services import cases
+
+
+async def submit(ctx: Ctx, data: dict[str, Any]) -> str:
+    place, story = data["place"], data["description"]
+    settings = ctx.settings.complaint
+    case = await cases.submit_complaint(
+        ctx.session,
+        cases.NewComplaint(
+            openid=ctx.openid, category=data["category"], place_label=place["label"], latitude=place["lat"],
+            longitude=place["lng"], description=story["text"], photo_media_ids=story["photos"],
+            voice_media_ids=story["voices"], contact_phone=data.get("phone"),
+        ),
+        now=ctx.clock.now(), tz=ctx.settings.tz, prefix=settings.case_number_prefix,
+        acceptance_days=settings.acceptance_days,
+    )
+    return ctx.texts("complaint.submitted", number=case.number, days=settings.acceptance_days)
+
+
+COMPLAINT = Dialog(
+    name="complaint",
+    title="complaint.title",
+    intro="complaint.start",
+    steps=(
+        Step("category", "complaint.category_prompt", "complaint.category_label",
+             ChoiceField("complaint.categories", "complaint.category_invalid")),
+        Step("place", "complaint.place_prompt", "complaint.place_label", PlaceField()),
+        Step("description", "complaint.description_prompt", "complaint.description_label", NarrativeField()),
+        Step("phone", "complaint.phone_prompt", "complaint.phone_label", PhoneField()),
+    ),
+    submit=submit,
+    attachments_step="description",
+)

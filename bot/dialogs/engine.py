@@ -1,0 +1,217 @@
+"""One engine runs every dialog. A dialog is data (steps with a prompt, a field and a label); the engine asks,
+validates, saves state after every step, offers the universal commands and ends with an editable summary.
+
+Universal commands at every step: 取消 (cancel), 返回 (previous step), 帮助 (help), 人工 (ask for a person; the
+draft is kept and flagged). At the summary: 提交, 修改 N. An idle draft is offered back: 1 continue, 2 restart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from bot.context import Ctx
+from bot.dialogs.fields import Field, Invalid, normalize
+from bot.services import drafts
+from bot.wechat.inbound import Inbound
+from storage.models import DialogState
+
+CANCEL = ("取消", "退出", "放弃")
+BACK = ("返回", "上一步")
+HELP = ("帮助", "?", "？")
+HUMAN = ("人工", "转人工", "人工服务")
+SUBMIT = ("提交", "确认", "确定", "确认提交")
+CONTINUE = ("1", "继续")
+RESTART = ("2", "重新开始", "重新填写")
+
+
+@dataclass(frozen=True)
+class Step:
+    key: str
+    prompt: str  # text keys
+    label: str
+    field: Field
+
+
+@dataclass(frozen=True)
+class Dialog:
+    name: str
+    title: str  # text key
+    intro: str | None
+    steps: tuple[Step, ...]
+    # Receives the answers; returns what to tell the resident. May raise Invalid.
+    submit: Callable[[Ctx, dict[str, Any]], Awaitable[str]]
+    # Photos sent at any later step are added to this step's value (its field must have add_photo).
+    attachments_step: str | None = None
+
+
+class Engine:
+    def __init__(self, dialogs: list[Dialog]):
+        self.dialogs = {d.name: d for d in dialogs}
+
+    async def start(self, ctx: Ctx, name: str) -> str:
+        """Start a dialog — or, if a draft is waiting, offer it back rather than throw it away."""
+        state = await drafts.get(ctx.session, ctx.openid)
+        if state is not None and state.data:
+            return self._offer_resume(ctx, state)
+        dialog = self.dialogs[name]
+        state = await drafts.begin(ctx.session, ctx.openid, name, ctx.clock.now())
+        parts = [ctx.texts(dialog.intro)] if dialog.intro else []
+        return "\n\n".join([*parts, self._prompt(ctx, dialog, state)])
+
+    def is_idle(self, ctx: Ctx, state: DialogState) -> bool:
+        timeout = timedelta(minutes=ctx.settings.dialog.idle_timeout_minutes)
+        return state.mode != "resume" and ctx.clock.now() - state.updated_at > timeout
+
+    async def handle(self, ctx: Ctx, state: DialogState, msg: Inbound) -> str:
+        dialog = self.dialogs.get(state.dialog)
+        if dialog is None:  # a dialog removed by an upgrade: drop its draft rather than trap the resident
+            await drafts.discard(ctx.session, state)
+            return ctx.texts("dialog.cancelled")
+        if self.is_idle(ctx, state):
+            return self._offer_resume(ctx, state)
+        reply = await self._dispatch(ctx, dialog, state, msg)
+        if await _still_saved(ctx, state):
+            state.updated_at = ctx.clock.now()
+        return reply
+
+    async def _dispatch(self, ctx: Ctx, dialog: Dialog, state: DialogState, msg: Inbound) -> str:
+        word = normalize(msg.text) if msg.kind == "text" else ""
+        if word in CANCEL:
+            await drafts.discard(ctx.session, state)
+            return ctx.texts("dialog.cancelled")
+        if state.mode == "resume":
+            return await self._resume(ctx, dialog, state, word)
+        if word in HELP:
+            return ctx.texts("dialog.help_step", prompt=self._current(ctx, dialog, state))
+        if word in HUMAN:
+            state.needs_human = True
+            return "\n\n".join([ctx.texts("dialog.human"), self._current(ctx, dialog, state)])
+        if word in BACK:
+            return self._back(ctx, dialog, state)
+        if state.mode == "confirm":
+            return await self._confirm(ctx, dialog, state, word, msg)
+        return self._answer(ctx, dialog, state, msg)
+
+    def _answer(self, ctx: Ctx, dialog: Dialog, state: DialogState, msg: Inbound) -> str:
+        step = dialog.steps[state.step]
+        if attached := self._attach_elsewhere(ctx, dialog, state, step, msg):
+            return attached
+        try:
+            answer = step.field.parse(ctx, msg, state.data.get(step.key))
+        except Invalid as exc:
+            return self._invalid(ctx, dialog, state, str(exc))
+        state.data = {**state.data, step.key: answer.value}
+        state.failed_tries = 0
+        if not answer.done:
+            return answer.ack or self._prompt(ctx, dialog, state)
+        if state.editing or state.step + 1 >= len(dialog.steps):
+            state.editing = False
+            state.mode = "confirm"
+            return self._summary(ctx, dialog, state)
+        state.step += 1
+        return self._prompt(ctx, dialog, state)
+
+    def _attach_elsewhere(
+        self, ctx: Ctx, dialog: Dialog, state: DialogState, step: Step | None, msg: Inbound
+    ) -> str | None:
+        """A photo sent after its step was answered still belongs to the complaint."""
+        key = dialog.attachments_step
+        if msg.kind != "image" or not msg.media_id or key is None or key not in state.data:
+            return None
+        if step is not None and step.key == key:
+            return None
+        field = next(s.field for s in dialog.steps if s.key == key)
+        value, ack = field.add_photo(ctx, state.data[key], msg.media_id)
+        state.data = {**state.data, key: value}
+        return ack
+
+    def _invalid(self, ctx: Ctx, dialog: Dialog, state: DialogState, error: str) -> str:
+        state.failed_tries += 1
+        reply = ctx.texts("dialog.invalid_again", error=error, prompt=self._prompt(ctx, dialog, state))
+        if state.failed_tries >= ctx.settings.dialog.max_failed_tries:
+            reply += "\n\n" + ctx.texts("dialog.human_hint")
+        return reply
+
+    def _back(self, ctx: Ctx, dialog: Dialog, state: DialogState) -> str:
+        state.failed_tries = 0
+        if state.mode == "confirm":
+            state.mode = "step"
+            state.step = len(dialog.steps) - 1
+        elif state.editing:
+            state.editing = False
+            state.mode = "confirm"
+            return self._summary(ctx, dialog, state)
+        elif state.step == 0:
+            return "\n\n".join([ctx.texts("dialog.at_first_step"), self._prompt(ctx, dialog, state)])
+        else:
+            state.step -= 1
+        return "\n\n".join([ctx.texts("dialog.back"), self._prompt(ctx, dialog, state)])
+
+    async def _confirm(self, ctx: Ctx, dialog: Dialog, state: DialogState, word: str, msg: Inbound) -> str:
+        if word in SUBMIT:
+            try:
+                reply = await dialog.submit(ctx, dict(state.data))
+            except Invalid as exc:
+                return "\n\n".join([str(exc), self._summary(ctx, dialog, state)])
+            await drafts.discard(ctx.session, state)
+            return reply
+        index = _edit_index(word)
+        if index is not None and 1 <= index <= len(dialog.steps):
+            state.mode, state.step, state.editing = "step", index - 1, True
+            step = dialog.steps[state.step]
+            edit = ctx.texts("dialog.edit_prompt", index=index, label=ctx.texts(step.label))
+            return "\n\n".join([edit, self._prompt(ctx, dialog, state)])
+        if msg.kind == "image" and (attached := self._attach_elsewhere(ctx, dialog, state, None, msg)):
+            return attached
+        return ctx.texts("dialog.confirm_invalid", count=len(dialog.steps))
+
+    async def _resume(self, ctx: Ctx, dialog: Dialog, state: DialogState, word: str) -> str:
+        if word in CONTINUE:
+            if state.step >= len(dialog.steps):
+                state.mode, state.step = "confirm", len(dialog.steps) - 1
+            else:
+                state.mode = "step"
+            return self._current(ctx, dialog, state)
+        if word in RESTART:
+            state = await drafts.begin(ctx.session, ctx.openid, dialog.name, ctx.clock.now())
+            return "\n\n".join([ctx.texts("dialog.restarted"), self._prompt(ctx, dialog, state)])
+        return ctx.texts("dialog.resume_invalid")
+
+    def _offer_resume(self, ctx: Ctx, state: DialogState) -> str:
+        dialog = self.dialogs[state.dialog]
+        if state.mode == "confirm":
+            state.step = len(dialog.steps)  # remembered as "at the summary" while offering
+        state.mode, state.editing = "resume", False
+        state.updated_at = ctx.clock.now()
+        done = sum(1 for s in dialog.steps if s.key in state.data)
+        return ctx.texts("dialog.resume_offer", dialog=ctx.texts(dialog.title), done=done, total=len(dialog.steps))
+
+    def _current(self, ctx: Ctx, dialog: Dialog, state: DialogState) -> str:
+        """What the resident is being asked right now: a step's question, or the summary."""
+        return self._summary(ctx, dialog, state) if state.mode == "confirm" else self._prompt(ctx, dialog, state)
+
+    def _prompt(self, ctx: Ctx, dialog: Dialog, state: DialogState) -> str:
+        step = dialog.steps[state.step]
+        return ctx.texts(step.prompt, **step.field.prompt_values(ctx))
+
+    def _summary(self, ctx: Ctx, dialog: Dialog, state: DialogState) -> str:
+        lines = [ctx.texts("dialog.confirm_head")]
+        for i, step in enumerate(dialog.steps, 1):
+            value = step.field.display(ctx, state.data.get(step.key))
+            lines.append(ctx.texts("dialog.confirm_item", index=i, label=ctx.texts(step.label), value=value))
+        lines.append(ctx.texts("dialog.confirm_tail"))
+        return "\n".join(lines)
+
+
+def _edit_index(word: str) -> int | None:
+    if not word.startswith("修改"):
+        return None
+    rest = word[2:].strip().lstrip("第").rstrip("项")
+    return int(rest) if rest.isdigit() else None
+
+
+async def _still_saved(ctx: Ctx, state: DialogState) -> bool:
+    return state in ctx.session and state not in ctx.session.deleted

@@ -1,0 +1,130 @@
+"""Intake: each inbound message handled exactly once, one at a time per resident, within WeChat's deadline.
+
+- Exactly once: the dedupe key (MsgId, or FromUserName + CreateTime for events) is a unique column, written in
+  the same transaction as everything the message changed. A retry that arrives while the first attempt still
+  runs joins that attempt; one that arrives later finds the stored answer.
+- Deadline: the webhook waits at most the reply budget. If the work is not done by then, the message is marked
+  deferred and its answer goes out as a customer-service message through the outbox instead of the reply.
+- Order: a per-resident lock; different residents run in parallel (on SQLite their write transactions still take
+  turns, which is what keeps them correct).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.context import Ctx
+from bot.locks import KeyedLocks
+from bot.notify import enqueue_text
+from bot.texts import Texts
+from bot.wechat.inbound import Inbound
+from bot.wechat.protocol import split_text
+from storage.db import Database
+from storage.models import InboundMessage
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[Ctx, Inbound], Awaitable[str | None]]
+
+
+@dataclass
+class _Job:
+    msg: Inbound
+    task: asyncio.Task | None = None
+    # "computing" until the handler has produced its answer; then "committing".
+    phase: str = "computing"
+    # Set by a webhook request that gave up waiting: the answer must go through the outbox.
+    deferred: bool = False
+
+
+class Intake:
+    def __init__(self, db: Database, handler: Handler, *, clock: Clock, settings: Settings, texts: Texts):
+        self.db = db
+        self.handler = handler
+        self.clock = clock
+        self.settings = settings
+        self.texts = texts
+        self.locks = KeyedLocks()
+        self._inflight: dict[str, _Job] = {}
+        self._tasks: set[asyncio.Task] = set()
+
+    async def process(self, msg: Inbound, budget: float) -> str | None:
+        """The passive reply text, or None to answer `success` (nothing, or the answer comes later)."""
+        key = msg.dedupe_key
+        job = self._inflight.get(key)
+        if job is None:
+            job = _Job(msg)
+            self._inflight[key] = job
+            job.task = asyncio.create_task(self._run(job))
+            self._tasks.add(job.task)
+            job.task.add_done_callback(lambda t, k=key: (self._inflight.pop(k, None), self._tasks.discard(t)))
+        try:
+            return await asyncio.wait_for(asyncio.shield(job.task), budget)
+        except TimeoutError:
+            if job.phase == "committing":
+                # The answer exists and is being written as a passive reply; a short wait beats losing it.
+                return await asyncio.shield(job.task)
+            job.deferred = True
+            log.warning("reply budget exceeded; answer deferred to the outbox", extra={"key": key})
+            return None
+
+    async def _run(self, job: _Job) -> str | None:
+        msg = job.msg
+        async with self.locks.hold(msg.openid):
+            try:
+                return await self._handle_once(job)
+            except IntegrityError:
+                # Another instance stored this message first: our effects rolled back; answer as it did.
+                return await self._stored_answer(msg.dedupe_key)
+            except Exception:
+                log.exception("handling failed", extra={"key": msg.dedupe_key})
+                # Nothing was stored, so WeChat's retry (or the resident) can try again.
+                return None if job.deferred else self.texts("common.error")
+
+    async def _handle_once(self, job: _Job) -> str | None:
+        msg = job.msg
+        async with self.db.write() as session:
+            existing = await session.scalar(
+                select(InboundMessage).where(InboundMessage.dedupe_key == msg.dedupe_key)
+            )
+            if existing is not None:
+                return _answer_of(existing)
+            ctx = Ctx(session=session, clock=self.clock, settings=self.settings, texts=self.texts,
+                      openid=msg.openid)
+            reply = await self.handler(ctx, msg)
+            chunks = split_text(reply, self.settings.webhook.max_text_bytes) if reply else []
+            # From here the answer is fixed; a request that times out now waits for the commit instead.
+            job.phase = "committing"
+            deferred = job.deferred
+            for chunk in chunks if deferred else chunks[1:]:
+                enqueue_text(session, self.clock, msg.openid, chunk)
+            session.add(InboundMessage(
+                dedupe_key=msg.dedupe_key, openid=msg.openid, msg_type=msg.event or msg.kind,
+                received_at=self.clock.now(), status="deferred" if deferred else "replied",
+                reply=None if deferred else chunks[:1],
+            ))
+        return None if deferred or not chunks else chunks[0]
+
+    async def _stored_answer(self, dedupe_key: str) -> str | None:
+        async with self.db.read() as session:
+            row = await session.scalar(select(InboundMessage).where(InboundMessage.dedupe_key == dedupe_key))
+        return _answer_of(row) if row is not None else None
+
+    async def drain(self) -> None:
+        """Let running work finish (shutdown), so an accepted message is not dropped half-way."""
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+
+def _answer_of(row: InboundMessage) -> str | None:
+    if row.status != "replied" or not row.reply:
+        return None
+    return row.reply[0]

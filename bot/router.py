@@ -1,0 +1,19 @@
+"""Who is speaking and what they are in the middle of: events, an open dialog, or a resident's command."""
+
+from __future__ import annotations
+
+from bot.context import Ctx
+from bot.dialogs import ENGINE
+from bot.handlers import events, resident
+from bot.services import drafts, residents
+from bot.wechat.inbound import Inbound
+
+
+async def route(ctx: Ctx, msg: Inbound) -> str | None:
+    if msg.kind == "event":
+        return await events.handle(ctx, msg)
+    await residents.seen(ctx.session, msg.openid, ctx.clock.now(), interaction=True)
+    state = await drafts.get(ctx.session, msg.openid)
+    if state is not None:
+        return await ENGINE.handle(ctx, state, msg)
+    return await resident.handle(ctx, msg)

@@ -1,0 +1,42 @@
+"""The small typed message handlers receive. Only bot/wechat/ knows XML and wechatpy's classes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Location:
+    latitude: float
+    longitude: float
+    label: str
+
+
+@dataclass(frozen=True)
+class Inbound:
+    openid: str
+    # text · image · voice · video · shortvideo · location · link · event · other
+    kind: str
+    created: int
+    msg_id: int | None = None
+    # For events: subscribe · subscribe_scan · unsubscribe · scan · location · click · view · … (lower case)
+    event: str | None = None
+    event_key: str | None = None
+    # Text, or a voice message's speech recognition.
+    text: str | None = None
+    media_id: str | None = None
+    location: Location | None = None
+
+    @property
+    def dedupe_key(self) -> str:
+        """WeChat retries carry the same MsgId; events have none, so FromUserName + CreateTime."""
+        if self.kind != "event" and self.msg_id:
+            return f"m:{self.msg_id}"
+        return f"e:{self.openid}:{self.created}:{self.event or self.kind}"
+
+    @property
+    def is_interaction(self) -> bool:
+        """Whether WeChat opens a customer-service window for this (a message, or a click/follow/scan)."""
+        if self.kind != "event":
+            return True
+        return self.event in ("subscribe", "subscribe_scan", "scan", "click")

@@ -1,0 +1,170 @@
+"""Plays the WeChat server against a running frontdoor: builds the XML WeChat would send, signs it, encrypts
+it in safe mode, posts it, and decrypts the passive reply. Used by `frontdoor chat`, the tests and the bench.
+
+Before delivering a resident's message it tells the fake WeChat API (when given) that the resident interacted,
+because on the real platform that is what opens the 48-hour customer-service window.
+"""
+
+from __future__ import annotations
+
+import itertools
+import random
+import string
+import time
+from dataclasses import dataclass
+from urllib.parse import urlencode
+from xml.sax.saxutils import escape
+
+import aiohttp
+import xmltodict
+from wechatpy.crypto import WeChatCrypto
+
+from bot.wechat.protocol import signature
+
+ACCOUNT = "gh_frontdoor"
+_msg_ids = itertools.count(int(time.time() * 1000) * 1000 + random.randrange(1000))
+
+
+def _cdata(value: str) -> str:
+    return "<![CDATA[" + value.replace("]]>", "]]]]><![CDATA[>") + "]]>"
+
+
+def message_xml(openid: str, msg_type: str, fields: dict[str, str | float | int], *, created: int | None = None,
+                msg_id: int | None = None) -> str:
+    created = created or int(time.time())
+    parts = [f"<ToUserName>{_cdata(ACCOUNT)}</ToUserName>", f"<FromUserName>{_cdata(openid)}</FromUserName>",
+             f"<CreateTime>{created}</CreateTime>", f"<MsgType>{_cdata(msg_type)}</MsgType>"]
+    for name, value in fields.items():
+        parts.append(f"<{name}>{_cdata(value) if isinstance(value, str) else escape(str(value))}</{name}>")
+    if msg_type != "event":
+        parts.append(f"<MsgId>{msg_id or next(_msg_ids)}</MsgId>")
+    return "<xml>" + "".join(parts) + "</xml>"
+
+
+def text_xml(openid: str, content: str, **kw) -> str:
+    return message_xml(openid, "text", {"Content": content}, **kw)
+
+
+def image_xml(openid: str, media_id: str, **kw) -> str:
+    return message_xml(openid, "image", {"PicUrl": f"http://mmbiz.example/{media_id}", "MediaId": media_id}, **kw)
+
+
+def voice_xml(openid: str, media_id: str, recognition: str | None, **kw) -> str:
+    fields: dict = {"MediaId": media_id, "Format": "amr"}
+    if recognition is not None:
+        fields["Recognition"] = recognition
+    return message_xml(openid, "voice", fields, **kw)
+
+
+def location_xml(openid: str, lat: float, lng: float, label: str, **kw) -> str:
+    return message_xml(openid, "location", {"Location_X": lat, "Location_Y": lng, "Scale": 15, "Label": label}, **kw)
+
+
+def event_xml(openid: str, event: str, key: str | None = None, **kw) -> str:
+    fields = {"Event": event}
+    if key is not None:
+        fields["EventKey"] = key
+    return message_xml(openid, "event", fields, **kw)
+
+
+def nonce() -> str:
+    return "".join(random.choices(string.ascii_letters + string.digits, k=10))
+
+
+@dataclass
+class Signed:
+    """A request as WeChat would send it: query string and body."""
+
+    query: dict[str, str]
+    body: str
+
+
+@dataclass
+class WeChatServer:
+    token: str
+    app_id: str
+    encoding_aes_key: str = ""
+    # "safe" (AES), "compat" (both) or "plain"
+    mode: str = "safe"
+
+    def __post_init__(self):
+        self.crypto = WeChatCrypto(self.token, self.encoding_aes_key, self.app_id) if self.encoding_aes_key else None
+
+    def sign(self, xml: str, *, timestamp: int | None = None) -> Signed:
+        ts, n = str(timestamp or int(time.time())), nonce()
+        query = {"signature": signature(self.token, ts, n), "timestamp": ts, "nonce": n,
+                 "openid": _openid_of(xml)}
+        if self.mode == "plain" or self.crypto is None:
+            return Signed(query, xml)
+        encrypted = xmltodict.parse(self.crypto.encrypt_message(xml, n, ts))["xml"]["Encrypt"]
+        query.update(encrypt_type="aes", msg_signature=signature(self.token, ts, n, encrypted))
+        if self.mode == "compat":
+            body = xml.replace("</xml>", f"<Encrypt>{_cdata(encrypted)}</Encrypt></xml>")
+        else:
+            body = f"<xml><ToUserName>{_cdata(ACCOUNT)}</ToUserName><Encrypt>{_cdata(encrypted)}</Encrypt></xml>"
+        return Signed(query, body)
+
+    def open_reply(self, signed: Signed, status: int, body: str) -> str | None:
+        """The reply's text content; None for `success`/empty. Raises on anything WeChat would reject."""
+        if status != 200:
+            raise ReplyError(f"HTTP {status}: {body[:200]}")
+        if body in ("", "success"):
+            return None
+        if signed.query.get("encrypt_type") == "aes":
+            outer = xmltodict.parse(body)["xml"]
+            expected = signature(self.token, outer["TimeStamp"], outer["Nonce"], outer["Encrypt"])
+            if expected != outer["MsgSignature"]:
+                raise ReplyError("reply signature does not match")
+            body = self.crypto.decrypt_message(body, outer["MsgSignature"], outer["TimeStamp"], outer["Nonce"])
+        reply = xmltodict.parse(body)["xml"]
+        if reply.get("MsgType") != "text":
+            raise ReplyError(f"unexpected reply type {reply.get('MsgType')}")
+        return reply["Content"]
+
+    async def post(self, http: aiohttp.ClientSession, url: str, xml: str) -> str | None:
+        signed = self.sign(xml)
+        async with http.post(f"{url}?{urlencode(signed.query)}", data=signed.body.encode(),
+                             headers={"Content-Type": "text/xml"}) as resp:
+            return self.open_reply(signed, resp.status, await resp.text())
+
+
+class ReplyError(Exception):
+    pass
+
+
+def _openid_of(xml: str) -> str:
+    start = xml.find("<FromUserName><![CDATA[")
+    if start < 0:
+        return ""
+    start += len("<FromUserName><![CDATA[")
+    return xml[start: xml.find("]]>", start)]
+
+
+class Resident:
+    """One simulated resident talking through the WeChat server simulation (opens their service window)."""
+
+    def __init__(self, server: WeChatServer, http: aiohttp.ClientSession, webhook_url: str, openid: str,
+                 fake_api_url: str | None = None):
+        self.server, self.http, self.url, self.openid = server, http, webhook_url, openid
+        self.fake_api_url = fake_api_url
+
+    async def _deliver(self, xml: str, kind: str) -> str | None:
+        if self.fake_api_url:
+            async with self.http.post(f"{self.fake_api_url}/inbound", json={"openid": self.openid, "kind": kind}):
+                pass
+        return await self.server.post(self.http, self.url, xml)
+
+    async def say(self, text: str) -> str | None:
+        return await self._deliver(text_xml(self.openid, text), "message")
+
+    async def photo(self, media_id: str) -> str | None:
+        return await self._deliver(image_xml(self.openid, media_id), "message")
+
+    async def voice(self, media_id: str, recognition: str | None) -> str | None:
+        return await self._deliver(voice_xml(self.openid, media_id, recognition), "message")
+
+    async def location(self, lat: float, lng: float, label: str) -> str | None:
+        return await self._deliver(location_xml(self.openid, lat, lng, label), "message")
+
+    async def event(self, event: str, key: str | None = None) -> str | None:
+        return await self._deliver(event_xml(self.openid, event, key), "event")
