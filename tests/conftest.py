@@ -9,14 +9,21 @@ from __future__ import annotations
 
 import asyncio
 import os
+import socket
 import uuid
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
+import aiohttp
 import asyncpg
 import pytest
+from aiohttp.test_utils import TestServer
 from sqlalchemy import text
 
+from bot import app as app_module
 from bot.clock import FakeClock
 from bot.config import Settings, load_settings
+from bot.wechat.simulator import Resident, WeChatServer
 from storage import migrate
 from storage.db import Database
 from storage.models import Base
@@ -65,10 +72,7 @@ def db_url(request, tmp_path):
 @pytest.fixture
 async def db(db_url):
     database = Database(db_url)
-    if not database.is_sqlite:
-        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
-        async with database.write() as s:
-            await s.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+    await truncate_all(database)
     yield database
     await database.dispose()
 
@@ -81,3 +85,92 @@ def clock() -> FakeClock:
 @pytest.fixture
 def settings(db_url) -> Settings:
     return load_settings(path=os.devnull, env={"FRONTDOOR_DATABASE_URL": db_url})
+
+
+# ---- a running frontdoor, and residents talking to it the way WeChat would ---------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Harness:
+    app: object
+    url: str
+    http: aiohttp.ClientSession
+    wechat: WeChatServer
+    settings: Settings
+    clock: FakeClock
+
+    @property
+    def webhook(self) -> str:
+        return self.url + self.settings.webhook.path
+
+    @property
+    def fake_url(self) -> str:
+        return self.url + app_module.FAKE_PREFIX
+
+    @property
+    def db(self) -> Database:
+        return self.app[app_module.DB]
+
+    @property
+    def fake(self):
+        return self.app[app_module.FAKE]
+
+    def resident(self, openid: str = "o_resident_1") -> Resident:
+        return Resident(self.wechat, self.http, self.webhook, openid, self.fake_url)
+
+    async def deliver_outbox(self) -> int:
+        return await self.app[app_module.OUTBOX].tick()
+
+    async def pushed(self, openid: str) -> list[str]:
+        async with self.http.get(f"{self.fake_url}/sent", params={"touser": openid}) as resp:
+            return [item.get("content") for item in await resp.json()]
+
+
+def make_settings(db_url: str, port: int, **env: str) -> Settings:
+    base = {"FRONTDOOR_DATABASE_URL": db_url, "FRONTDOOR_SERVER_PORT": str(port)}
+    return load_settings(path=os.devnull, env={**base, **env})
+
+
+async def truncate_all(db: Database) -> None:
+    if not db.is_sqlite:
+        tables = ", ".join(t.name for t in Base.metadata.sorted_tables)
+        async with db.write() as s:
+            await s.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+
+
+@asynccontextmanager
+async def start_harness(db_url: str, clock: FakeClock, *, fresh: bool = True, **env: str):
+    """frontdoor on its defaults (fake WeChat API included) on a real port, the scheduler off so tests
+    deliver the outbox when they choose. `fresh=False` keeps the data (a restart)."""
+    port = free_port()
+    settings = make_settings(db_url, port, **env)
+    app = app_module.build_app(settings, clock=clock, run_scheduler=False)
+    server = TestServer(app, host="127.0.0.1", port=port)
+    await server.start_server()
+    if fresh:
+        await truncate_all(app[app_module.DB])
+    wx = settings.wechat
+    try:
+        async with aiohttp.ClientSession() as http:
+            yield Harness(
+                app,
+                f"http://127.0.0.1:{port}",
+                http,
+                WeChatServer(wx.token, wx.app_id, wx.encoding_aes_key),
+                settings,
+                clock,
+            )
+    finally:
+        await server.close()
+
+
+@pytest.fixture
+async def harness(db_url, clock):
+    async with start_harness(db_url, clock) as h:
+        yield h

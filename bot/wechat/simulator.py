@@ -147,6 +147,12 @@ class Resident:
                  fake_api_url: str | None = None):
         self.server, self.http, self.url, self.openid = server, http, webhook_url, openid
         self.fake_api_url = fake_api_url
+        self._last_created = 0
+
+    def _created(self) -> int:
+        """Events are deduplicated by sender + CreateTime, so one person's clicks never share a second."""
+        self._last_created = max(int(time.time()), self._last_created + 1)
+        return self._last_created
 
     async def _deliver(self, xml: str, kind: str) -> str | None:
         if self.fake_api_url:
@@ -155,16 +161,16 @@ class Resident:
         return await self.server.post(self.http, self.url, xml)
 
     async def say(self, text: str) -> str | None:
-        return await self._deliver(text_xml(self.openid, text), "message")
+        return await self._deliver(text_xml(self.openid, text, created=self._created()), "message")
 
     async def photo(self, media_id: str) -> str | None:
-        return await self._deliver(image_xml(self.openid, media_id), "message")
+        return await self._deliver(image_xml(self.openid, media_id, created=self._created()), "message")
 
     async def voice(self, media_id: str, recognition: str | None) -> str | None:
-        return await self._deliver(voice_xml(self.openid, media_id, recognition), "message")
+        return await self._deliver(voice_xml(self.openid, media_id, recognition, created=self._created()), "message")
 
     async def location(self, lat: float, lng: float, label: str) -> str | None:
-        return await self._deliver(location_xml(self.openid, lat, lng, label), "message")
+        return await self._deliver(location_xml(self.openid, lat, lng, label, created=self._created()), "message")
 
     async def event(self, event: str, key: str | None = None) -> str | None:
-        return await self._deliver(event_xml(self.openid, event, key), "event")
+        return await self._deliver(event_xml(self.openid, event, key, created=self._created()), "event")

@@ -1,0 +1,229 @@
+"""A resident files a complaint through the webhook, in safe mode, as WeChat delivers it."""
+
+import asyncio
+import json
+
+from sqlalchemy import select
+
+from bot.cli import main
+from bot.services import cases
+from storage.models import Case, DialogState
+
+STORY = "物业把停车费定为每月160元，业主都觉得太高了"
+
+
+async def file_complaint(r, *, phone="13812345678") -> str:
+    await r.say("投诉")
+    await r.say("1")
+    await r.say("云城街道某某小区3栋")
+    await r.say(STORY)
+    await r.say(phone)
+    return await r.say("提交")
+
+
+async def only_case(h) -> Case:
+    async with h.db.read() as s:
+        found = list(await s.scalars(select(Case)))
+    assert len(found) == 1
+    async with h.db.read() as s:
+        return await cases.get(s, found[0].number)
+
+
+async def test_full_complaint_creates_a_pending_case_with_every_answer(harness):
+    r = harness.resident("o_wang")
+    first = await r.say("我要投诉")
+    assert "第 1 步" in first and "1. 物业与停车" in first and "6. 其他" in first
+    assert "第 2 步" in await r.say("1")
+    assert "第 3 步" in await r.say("云城街道某某小区3栋")
+    assert "已收到照片（共 1 张）" in await r.photo("media_photo_1")
+    assert "第 4 步" in await r.say(STORY)
+    summary = await r.say("138 1234 5678")
+    assert "1. 问题类别：物业与停车" in summary
+    assert "2. 地点：云城街道某某小区3栋" in summary
+    assert f"3. 问题描述：{STORY}（附照片 1 张）" in summary
+    assert "4. 联系电话：13812345678" in summary
+    done = await r.say("提交")
+    case = await only_case(harness)
+    assert f"案件编号：{case.number}" in done and "15 日内" in done
+    assert case.number.startswith("XF20261125-")
+    assert (case.openid, case.category, case.place_label) == ("o_wang", "物业与停车", "云城街道某某小区3栋")
+    assert case.description == STORY and case.photo_media_ids == ["media_photo_1"]
+    assert case.contact_phone == "13812345678" and case.status == "pending"
+    assert [(e.action, e.to_status, e.actor) for e in case.events] == [("submitted", "pending", "resident")]
+    async with harness.db.read() as s:
+        assert await s.get(DialogState, "o_wang") is None  # the draft is gone once submitted
+
+
+async def test_location_message_keeps_coordinates_and_label(harness):
+    r = harness.resident("o_loc")
+    await r.say("投诉")
+    await r.say("2")
+    assert "第 3 步" in await r.location(26.647, 106.6302, "贵阳市白云区云城街道")
+    await r.say(STORY)
+    summary = await r.say("跳过")
+    assert "贵阳市白云区云城街道（位置：26.647, 106.6302）" in summary
+    assert "4. 联系电话：未填写" in summary
+    await r.say("提交")
+    case = await only_case(harness)
+    assert (case.latitude, case.longitude, case.place_label) == (26.647, 106.6302, "贵阳市白云区云城街道")
+    assert case.contact_phone is None
+
+
+async def test_voice_recognition_counts_as_the_description(harness):
+    r = harness.resident("o_voice")
+    await r.say("投诉")
+    await r.say("5")
+    await r.say("花溪区某某路口")
+    assert "没有识别出" in await r.voice("voice_1", None)
+    assert "第 4 步" in await r.voice("voice_2", "晚上十二点以后工地还在施工噪音很大")
+    await r.say("0851-86123456")
+    await r.say("提交")
+    case = await only_case(harness)
+    assert case.description == "晚上十二点以后工地还在施工噪音很大"
+    assert case.voice_media_ids == ["voice_2"] and case.contact_phone == "0851-86123456"
+
+
+async def test_invalid_answers_explain_and_offer_a_person_after_three_tries(harness):
+    r = harness.resident("o_typo")
+    await r.say("投诉")
+    first = await r.say("9")
+    assert "请回复 1 到 6 之间的数字" in first and "第 1 步" in first and "人工" not in first
+    await r.say("停车")
+    third = await r.say("不知道")
+    assert "如需工作人员帮助，请回复“人工”" in third
+    assert "第 2 步" in await r.say("１")  # a full-width digit from a Chinese keyboard is fine
+    assert "太短" in await r.say("a")
+    await r.say("观山湖区某某小区")
+    assert "至少写 5 个字" in await r.say("吵")
+    await r.say(STORY)
+    assert "电话号码格式不对" in await r.say("12345")
+
+
+async def test_back_help_cancel_and_human(harness):
+    r = harness.resident("o_cmds")
+    await r.say("投诉")
+    assert "已经是第一步" in await r.say("返回")
+    await r.say("3")
+    back = await r.say("返回")
+    assert "回到上一步" in back and "第 1 步" in back
+    await r.say("4")
+    helped = await r.say("帮助")
+    assert "当前问题：第 2 步" in helped and "取消" in helped and "人工" in helped
+    human = await r.say("人工")
+    assert "已为您转人工" in human and "第 2 步" in human
+    async with harness.db.read() as s:
+        state = await s.get(DialogState, "o_cmds")
+        assert state.needs_human and state.data["category"] == "房屋损坏"  # kept and flagged for staff
+    assert "第 3 步" in await r.say("乌当区某某村")  # and the resident may carry on
+    assert "已取消" in await r.say("取消")
+    async with harness.db.read() as s:
+        assert await s.get(DialogState, "o_cmds") is None
+        assert list(await s.scalars(select(Case))) == []
+
+
+async def test_summary_edit_by_number_returns_to_the_summary(harness):
+    r = harness.resident("o_edit")
+    await r.say("投诉")
+    await r.say("1")
+    await r.say("云城街道A小区")
+    await r.say(STORY)
+    await r.say("13812345678")
+    edit = await r.say("修改 2")
+    assert "请重新填写第 2 项“地点”" in edit
+    summary = await r.say("云城街道B小区5栋")
+    assert "2. 地点：云城街道B小区5栋" in summary and "1. 问题类别：物业与停车" in summary
+    assert "请回复“提交”确认" in await r.say("好的")
+    assert "编号 1–4" in await r.say("修改 9")
+    back = await r.say("返回")  # from the summary, back to the last question
+    assert "第 4 步" in back
+    await r.say("跳过")
+    await r.say("提交")
+    case = await only_case(harness)
+    assert case.place_label == "云城街道B小区5栋" and case.contact_phone is None
+
+
+async def test_photo_after_description_is_still_attached(harness):
+    r = harness.resident("o_late_photo")
+    await r.say("投诉")
+    await r.say("4")
+    await r.say("村里")
+    await r.say("施工渣土砸坏了门窗，墙也裂了，下雨漏水")
+    assert "已收到照片（共 1 张），会一并提交" in await r.photo("m_late")
+    await r.say("跳过")
+    assert "已收到照片（共 2 张），会一并提交" in await r.photo("m_later")  # even at the summary
+    await r.say("提交")
+    case = await only_case(harness)
+    assert case.photo_media_ids == ["m_late", "m_later"]
+
+
+async def test_idle_draft_is_offered_back_after_timeout(harness):
+    r = harness.resident("o_idle")
+    await r.say("投诉")
+    await r.say("1")
+    harness.clock.advance(minutes=31)
+    offer = await r.say("云城街道")
+    assert "尚未提交的“投诉”草稿（已填写 1/4 项）" in offer
+    assert "请回复 1 继续" in await r.say("什么")
+    assert "第 2 步" in await r.say("1")
+    await r.say("云城街道某某小区")
+    harness.clock.advance(hours=2)
+    await r.say("随便")
+    restarted = await r.say("2")
+    assert "重新开始" in restarted and "第 1 步" in restarted
+
+
+async def test_idle_draft_at_summary_resumes_at_summary(harness):
+    r = harness.resident("o_idle_sum")
+    await r.say("投诉")
+    await r.say("1")
+    await r.say("云城街道")
+    await r.say(STORY)
+    await r.say("跳过")
+    harness.clock.advance(minutes=45)
+    assert "草稿（已填写 4/4 项）" in await r.say("提交")
+    assert "请核对" in await r.say("1")
+    assert "案件编号" in await r.say("提交")
+
+
+async def test_menu_click_starts_the_complaint_and_offers_an_existing_draft(harness):
+    r = harness.resident("o_menu")
+    assert "第 1 步" in await r.event("CLICK", "COMPLAINT")
+    await r.say("2")
+    assert "草稿" in await r.event("CLICK", "COMPLAINT")
+
+
+async def test_my_cases_and_query_only_show_the_residents_own(harness):
+    wang, li = harness.resident("o_wang"), harness.resident("o_li")
+    assert "还没有提交过案件" in await wang.say("我的案件")
+    done = await file_complaint(wang)
+    number = done.split("案件编号：")[1].split("。")[0]
+    listing = await wang.say("我的案件")
+    assert f"{number}｜物业与停车｜待受理" in listing
+    detail = await wang.say(f"查询 {number}")
+    assert f"案件编号：{number}" in detail and "状态：待受理" in detail and STORY in detail
+    assert "办理记录" in detail and "群众通过微信提交" in detail
+    assert "案件编号" in await wang.say(f"查询{number.lower().replace('-', '')}")  # typed loosely
+    assert "没有找到" in await li.say(f"查询 {number}")  # someone else's case reads as not found
+    assert "请在“查询”后面加上案件编号" in await li.say("查询")
+
+
+async def test_help_welcome_and_unknown(harness):
+    r = harness.resident("o_new")
+    welcome = await r.event("subscribe")
+    assert "欢迎关注" in welcome and "我的案件" in welcome and "查询" in welcome
+    assert "我的案件" in await r.say("帮助")
+    assert "没能理解" in await r.say("你好")
+    assert "暂时无法处理这类消息" in await r.photo("m_stray")
+
+
+async def test_cases_cli_lists_and_shows_json(harness, capsys, monkeypatch):
+    await file_complaint(harness.resident("o_cli"))
+    monkeypatch.setenv("FRONTDOOR_DATABASE_URL", harness.settings.database.url)
+    assert await asyncio.to_thread(main, ["cases", "list", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert [c["category"] for c in listed] == ["物业与停车"]
+    number = listed[0]["number"]
+    assert await asyncio.to_thread(main, ["cases", "show", number, "--json"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["ledger"][0]["action"] == "submitted" and shown["contact_phone"] == "13812345678"
+    assert await asyncio.to_thread(main, ["cases", "show", "XF19990101-0001"]) == 1

@@ -1,0 +1,133 @@
+"""Exactly once, in order per resident, within WeChat's deadline — and nothing lost across a restart."""
+
+import asyncio
+import random
+from urllib.parse import urlencode
+
+from sqlalchemy import func, select
+
+from bot import app as app_module
+from bot.intake import Intake
+from bot.texts import Texts
+from bot.wechat import simulator
+from bot.wechat.inbound import Inbound
+from storage.models import Case, InboundMessage, OutboxMessage
+from tests.conftest import start_harness
+from tests.test_complaint_dialog import STORY
+
+
+def slow_down(h, seconds: float) -> None:
+    """Make the bot take `seconds` to think, like a slow database would."""
+    intake = h.app[app_module.INTAKE]
+    original = intake.handler
+
+    async def slow(ctx, msg):
+        await asyncio.sleep(seconds)
+        return await original(ctx, msg)
+
+    intake.handler = slow
+
+
+async def count(h, model) -> int:
+    async with h.db.read() as s:
+        return await s.scalar(select(func.count()).select_from(model))
+
+
+async def post_signed(h, signed):
+    async with h.http.post(f"{h.webhook}?{urlencode(signed.query)}", data=signed.body.encode()) as resp:
+        return h.wechat.open_reply(signed, resp.status, await resp.text())
+
+
+async def test_a_retry_while_the_first_attempt_runs_gets_the_same_answer_and_runs_once(harness):
+    r = harness.resident("o_retry")
+    await r.say("投诉")
+    await r.say("1")
+    await r.say("云城街道")
+    await r.say(STORY)
+    await r.say("跳过")
+    slow_down(harness, 0.5)
+    signed = harness.wechat.sign(simulator.text_xml("o_retry", "提交"))
+    first, retry = await asyncio.gather(post_signed(harness, signed), post_signed(harness, signed))
+    assert first == retry and "案件编号" in first
+    later = await post_signed(harness, signed)  # a third delivery, after the fact
+    assert later == first
+    assert await count(harness, Case) == 1
+
+
+async def test_too_slow_answers_success_then_pushes_the_reply_once(db_url, clock):
+    async with start_harness(db_url, clock, FRONTDOOR_WEBHOOK_REPLY_BUDGET_SECONDS="0.2") as h:
+        await _too_slow(h)
+
+
+async def _too_slow(harness):
+    slow_down(harness, 0.6)
+    harness.fake.record_inbound("o_slow", "message")  # what WeChat notes when it delivers a message
+    signed = harness.wechat.sign(simulator.text_xml("o_slow", "帮助"))
+    assert await post_signed(harness, signed) is None  # `success`: WeChat will not retry
+    await asyncio.sleep(0.6)
+    assert await post_signed(harness, signed) is None  # WeChat's retry: nothing done twice
+    assert await harness.deliver_outbox() == 1
+    assert await harness.deliver_outbox() == 0
+    pushed = await harness.pushed("o_slow")
+    assert len(pushed) == 1 and "我的案件" in pushed[0]
+    async with harness.db.read() as s:
+        row = await s.scalar(select(InboundMessage))
+    assert row.status == "deferred"
+    assert await count(harness, OutboxMessage) == 1
+
+
+async def test_one_residents_messages_run_in_order_others_in_parallel(db, clock, settings):
+    seen: list[tuple[str, str]] = []
+    running: set[str] = set()
+    overlap = False
+
+    async def handler(ctx, msg):
+        nonlocal overlap
+        assert ctx.openid not in running, "two messages of one resident ran at once"
+        running.add(ctx.openid)
+        overlap = overlap or len(running) > 1
+        await asyncio.sleep(random.uniform(0, 0.02))
+        seen.append((ctx.openid, msg.text))
+        running.discard(ctx.openid)
+        return msg.text
+
+    intake = Intake(db, handler, clock=clock, settings=settings, texts=Texts())
+    msgs = [
+        Inbound(openid=f"o_{p}", kind="text", created=1, msg_id=p * 100 + i, text=str(i))
+        for i in range(8)
+        for p in range(3)
+    ]
+    replies = await asyncio.gather(*(intake.process(m, 5) for m in msgs))
+    assert replies == [m.text for m in msgs]
+    for p in range(3):
+        assert [t for o, t in seen if o == f"o_{p}"] == [str(i) for i in range(8)]
+    # SQLite gives writers turns, so residents interleave rather than overlap; PostgreSQL runs them together.
+    assert overlap or db.is_sqlite
+
+
+async def test_concurrent_submissions_get_distinct_sequential_numbers(harness):
+    residents = [harness.resident(f"o_c{i}") for i in range(12)]
+
+    async def walk_to_summary(r):
+        for text in ("投诉", "2", "某某社区", STORY, "跳过"):
+            await r.say(text)
+
+    await asyncio.gather(*(walk_to_summary(r) for r in residents))
+    replies = await asyncio.gather(*(r.say("提交") for r in residents))
+    numbers = sorted(reply.split("案件编号：")[1].split("。")[0] for reply in replies)
+    assert numbers == [f"XF20261125-{i:04d}" for i in range(1, 13)]
+    assert await count(harness, Case) == 12
+
+
+async def test_a_restart_mid_dialog_resumes_exactly_where_the_resident_was(db_url, clock):
+    async with start_harness(db_url, clock) as h:
+        r = h.resident("o_restart")
+        for text in ("投诉", "3"):
+            await r.say(text)
+        assert "第 3 步" in await r.say("乌当区某某村")
+    async with start_harness(db_url, clock, fresh=False) as h:  # a new process on the same database
+        r = h.resident("o_restart")
+        await r.say(STORY)
+        summary = await r.say("跳过")
+        assert "1. 问题类别：土地与征收" in summary and "2. 地点：乌当区某某村" in summary
+        assert "案件编号" in await r.say("提交")
