@@ -7,6 +7,7 @@ import asyncio
 import logging
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 
 from bot.config import ConfigError, Settings, load_settings
 from storage.db import sqlite_file
@@ -24,8 +25,6 @@ def cmd_serve(args) -> int:
 
     settings = _settings(args)
     if args.port:
-        from dataclasses import replace
-
         settings = replace(settings, server=replace(settings.server, port=args.port))
     if settings.is_sqlite:
         migrate.upgrade(settings.database.url)  # the embedded default looks after itself
@@ -112,6 +111,8 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("apscheduler", "alembic", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     args = parser().parse_args(argv)
     try:
         return args.func(args)
