@@ -71,3 +71,34 @@ async def show_case(settings: Settings, number: str, *, as_json: bool) -> int:
     for e in data["ledger"]:
         print(f"  {e['at']}  {e['actor']}  {e['action']}  {e['from'] or '-'} → {e['to'] or '-'}  {e['note'] or ''}")
     return 0
+
+
+async def list_drafts(settings: Settings, *, human_only: bool, as_json: bool) -> int:
+    """Unfinished dialogs; with --human only those whose resident asked for a person (人工)."""
+    from sqlalchemy import select
+
+    from bot.services import drafts
+    from storage.models import DialogState
+
+    db = Database(settings.database.url)
+    try:
+        async with db.read() as session:
+            if human_only:
+                found = await drafts.waiting_for_staff(session)
+            else:
+                found = list(await session.scalars(select(DialogState).order_by(DialogState.updated_at)))
+            rows = [{"openid": d.openid, "dialog": d.dialog, "step": d.step + 1, "mode": d.mode,
+                     "needs_human": d.needs_human, "updated_at": d.updated_at.isoformat(), "answers": d.data}
+                    for d in found]
+    finally:
+        await db.dispose()
+    if as_json:
+        json.dump(rows, sys.stdout, ensure_ascii=False, indent=2)
+        print()
+        return 0
+    for r in rows:
+        flag = "人工" if r["needs_human"] else "    "
+        print(f"{r['updated_at'][:16]}  {flag}  {r['openid']}  {r['dialog']} 第{r['step']}步 ({r['mode']})")
+    if not rows:
+        print("（没有草稿 / no drafts）")
+    return 0

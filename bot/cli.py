@@ -70,6 +70,12 @@ def cmd_cases(args) -> int:
     return asyncio.run(show_case(settings, args.number, as_json=args.json))
 
 
+def cmd_drafts(args) -> int:
+    from bot.cases_cli import list_drafts
+
+    return asyncio.run(list_drafts(_settings(args), human_only=args.human, as_json=args.json))
+
+
 def cmd_chat(args) -> int:
     from bot.chat import run_chat
 
@@ -99,6 +105,12 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("number")
     show.add_argument("--json", action="store_true")
     cases.set_defaults(func=cmd_cases)
+
+    drafts = sub.add_parser("drafts", help="unfinished dialogs, e.g. residents waiting for a person (人工)")
+    drafts.add_argument("action", choices=["list"])
+    drafts.add_argument("--human", action="store_true", help="only drafts whose resident asked for a person")
+    drafts.add_argument("--json", action="store_true")
+    drafts.set_defaults(func=cmd_drafts)
 
     chat = sub.add_parser("chat", help="chat with a running frontdoor as a resident would")
     chat.add_argument("--url", help="frontdoor base URL (default: from settings)")

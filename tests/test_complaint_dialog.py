@@ -227,3 +227,15 @@ async def test_cases_cli_lists_and_shows_json(harness, capsys, monkeypatch):
     shown = json.loads(capsys.readouterr().out)
     assert shown["ledger"][0]["action"] == "submitted" and shown["contact_phone"] == "13812345678"
     assert await asyncio.to_thread(main, ["cases", "show", "XF19990101-0001"]) == 1
+
+
+async def test_staff_can_list_residents_waiting_for_a_person(harness, capsys, monkeypatch):
+    r = harness.resident("o_needs_help")
+    await r.say("投诉")
+    await r.say("3")
+    await r.say("人工")
+    await harness.resident("o_fine").say("投诉")
+    monkeypatch.setenv("FRONTDOOR_DATABASE_URL", harness.settings.database.url)
+    assert await asyncio.to_thread(main, ["drafts", "list", "--human", "--json"]) == 0
+    waiting = json.loads(capsys.readouterr().out)
+    assert [(d["openid"], d["answers"]["category"]) for d in waiting] == [("o_needs_help", "土地与征收")]
