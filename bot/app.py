@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from dataclasses import replace
 
 import aiohttp
 from aiohttp import web
@@ -51,13 +50,17 @@ async def healthz(_request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
-def build_app(settings: Settings, *, clock: Clock | None = None, run_scheduler: bool = True,
-              api_base: str | None = None) -> web.Application:
+def build_app(
+    settings: Settings, *, clock: Clock | None = None, run_scheduler: bool = True, api_base: str | None = None
+) -> web.Application:
     """The whole server. `api_base` overrides where the outbound client points (tests)."""
     clock = clock or Clock()
     texts = Texts(settings.texts.override_file)
-    db = Database(settings.database.url, pool_size=settings.database.pool_size,
-                  sqlite_busy_timeout_ms=settings.database.sqlite_busy_timeout_ms)
+    db = Database(
+        settings.database.url,
+        pool_size=settings.database.pool_size,
+        sqlite_busy_timeout_ms=settings.database.sqlite_busy_timeout_ms,
+    )
     intake = Intake(db, route, clock=clock, settings=settings, texts=texts)
     app = web.Application()
     app[SETTINGS], app[DB], app[INTAKE] = settings, db, intake
@@ -74,7 +77,9 @@ def build_app(settings: Settings, *, clock: Clock | None = None, run_scheduler: 
 
     async def wechat_client(app: web.Application):
         async with aiohttp.ClientSession() as http:
-            app[API] = WeChatAPI.from_settings(http, _with_base(settings, api_base), clock)
+            app[API] = WeChatAPI.from_settings(
+                http, settings.wechat, clock, base_url=api_base or api_base_url(settings)
+            )
             owner = f"{socket.gethostname()}:{os.getpid()}"
             app[OUTBOX] = OutboxWorker(db, app[API], clock, settings.outbox, owner)
             yield
@@ -82,8 +87,14 @@ def build_app(settings: Settings, *, clock: Clock | None = None, run_scheduler: 
     async def scheduler(app: web.Application):
         # APScheduler is only the clock here: durable work lives in database rows (see bot/notify.py).
         sched = AsyncIOScheduler()
-        sched.add_job(app[OUTBOX].tick, "interval", seconds=settings.outbox.tick_seconds, max_instances=1,
-                      coalesce=True, id="outbox")
+        sched.add_job(
+            app[OUTBOX].tick,
+            "interval",
+            seconds=settings.outbox.tick_seconds,
+            max_instances=1,
+            coalesce=True,
+            id="outbox",
+        )
         sched.start()
         yield
         sched.shutdown(wait=False)
@@ -92,7 +103,3 @@ def build_app(settings: Settings, *, clock: Clock | None = None, run_scheduler: 
     if run_scheduler:
         app.cleanup_ctx.append(scheduler)
     return app
-
-
-def _with_base(settings: Settings, api_base: str | None):
-    return replace(settings.wechat, api_base_url=api_base or api_base_url(settings))

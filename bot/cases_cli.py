@@ -13,16 +13,30 @@ from storage.models import Case
 
 def case_dict(case: Case, *, with_events: bool = False) -> dict:
     out = {
-        "number": case.number, "status": case.status, "category": case.category, "place": case.place_label,
-        "latitude": case.latitude, "longitude": case.longitude, "description": case.description,
-        "photos": case.photo_media_ids, "voices": case.voice_media_ids, "contact_phone": case.contact_phone,
-        "openid": case.openid, "created_at": case.created_at.isoformat(),
+        "number": case.number,
+        "status": case.status,
+        "category": case.category,
+        "place": case.place_label,
+        "latitude": case.latitude,
+        "longitude": case.longitude,
+        "description": case.description,
+        "photos": case.photo_media_ids,
+        "voices": case.voice_media_ids,
+        "contact_phone": case.contact_phone,
+        "openid": case.openid,
+        "created_at": case.created_at.isoformat(),
         "accept_due_at": case.accept_due_at.isoformat() if case.accept_due_at else None,
     }
     if with_events:
         out["ledger"] = [
-            {"at": e.at.isoformat(), "actor": e.actor, "action": e.action, "from": e.from_status,
-             "to": e.to_status, "note": e.note}
+            {
+                "at": e.at.isoformat(),
+                "actor": e.actor,
+                "action": e.action,
+                "from": e.from_status,
+                "to": e.to_status,
+                "note": e.note,
+            }
             for e in case.events
         ]
     return out
@@ -42,8 +56,10 @@ async def list_cases(settings: Settings, *, status: str | None, as_json: bool, l
         return 0
     tz = settings.tz
     for c in found:
-        print(f"{c.number}  {c.status:<11} {c.created_at.astimezone(tz):%Y-%m-%d %H:%M}  {c.category}  "
-              f"{c.place_label[:30]}")
+        print(
+            f"{c.number}  {c.status:<11} {c.created_at.astimezone(tz):%Y-%m-%d %H:%M}  {c.category}  "
+            f"{c.place_label[:30]}"
+        )
     if not found:
         print("（没有案件 / no cases）")
     return 0
@@ -87,9 +103,18 @@ async def list_drafts(settings: Settings, *, human_only: bool, as_json: bool) ->
                 found = await drafts.waiting_for_staff(session)
             else:
                 found = list(await session.scalars(select(DialogState).order_by(DialogState.updated_at)))
-            rows = [{"openid": d.openid, "dialog": d.dialog, "step": d.step + 1, "mode": d.mode,
-                     "needs_human": d.needs_human, "updated_at": d.updated_at.isoformat(), "answers": d.data}
-                    for d in found]
+            rows = [
+                {
+                    "openid": d.openid,
+                    "dialog": d.dialog,
+                    "step": d.step + 1,
+                    "mode": d.mode,
+                    "needs_human": d.needs_human,
+                    "updated_at": d.updated_at.isoformat(),
+                    "answers": d.data,
+                }
+                for d in found
+            ]
     finally:
         await db.dispose()
     if as_json:

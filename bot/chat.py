@@ -55,8 +55,9 @@ async def run_chat(settings: Settings, *, url: str | None, openid: str, mode: st
     webhook = base + settings.webhook.path
     fake_url = base + FAKE_PREFIX if settings.wechat.fake_api else None
     wx = settings.wechat
-    server = WeChatServer(wx.token, wx.app_id, wx.encoding_aes_key,
-                          mode or ("safe" if wx.encoding_aes_key else "plain"))
+    server = WeChatServer(
+        wx.token, wx.app_id, wx.encoding_aes_key, mode or ("safe" if wx.encoding_aes_key else "plain")
+    )
     print(f"正在以居民 {openid} 的身份连接 {webhook}（{server.mode} 模式）。输入“投诉”开始，/quit 退出。")
     async with aiohttp.ClientSession() as http:
         resident = Resident(server, http, webhook, openid, fake_url)

@@ -36,15 +36,18 @@ def cmd_serve(args) -> int:
     base = local_base_url(settings)
     where = sqlite_file(settings.database.url)
     print("frontdoor 已启动 / frontdoor is running")
-    print(f"  webhook      {base}{settings.webhook.path}  (token {settings.wechat.token!r}, "
-          f"{'safe mode' if settings.wechat.encoding_aes_key else 'plain mode'})")
-    print(f"  WeChat API   {api_base_url(settings)}" + ("  (built-in fake; sent messages: "
-          f"{api_base_url(settings)}/sent)" if settings.wechat.fake_api else ""))
+    print(
+        f"  webhook      {base}{settings.webhook.path}  (token {settings.wechat.token!r}, "
+        f"{'safe mode' if settings.wechat.encoding_aes_key else 'plain mode'})"
+    )
+    print(
+        f"  WeChat API   {api_base_url(settings)}"
+        + (f"  (built-in fake; sent messages: {api_base_url(settings)}/sent)" if settings.wechat.fake_api else "")
+    )
     print(f"  data         {where.resolve() if where else settings.database.url.split('@')[-1]}")
     print("  try it       frontdoor chat")
     sys.stdout.flush()
-    web.run_app(build_app(settings), host=settings.server.host, port=settings.server.port, print=None,
-                access_log=None)
+    web.run_app(build_app(settings), host=settings.server.host, port=settings.server.port, print=None, access_log=None)
     return 0
 
 
@@ -115,8 +118,12 @@ def parser() -> argparse.ArgumentParser:
     chat = sub.add_parser("chat", help="chat with a running frontdoor as a resident would")
     chat.add_argument("--url", help="frontdoor base URL (default: from settings)")
     chat.add_argument("--openid", default="o_chat_newcomer", help="the resident you play")
-    chat.add_argument("--mode", choices=["safe", "compat", "plain"], default=None,
-                      help="encryption (default: safe when an EncodingAESKey is set)")
+    chat.add_argument(
+        "--mode",
+        choices=["safe", "compat", "plain"],
+        default=None,
+        help="encryption (default: safe when an EncodingAESKey is set)",
+    )
     chat.set_defaults(func=cmd_chat)
     return p
 

@@ -258,5 +258,11 @@ def validate(s: Settings) -> None:
         raise ConfigError("setting dialog.idle_timeout_minutes: must be at least 1")
     if s.dialog.max_failed_tries < 1:
         raise ConfigError("setting dialog.max_failed_tries: must be at least 1")
+    worst_send = s.wechat.api_timeout_seconds * (s.wechat.api_max_retries + 1) * 2
+    if s.outbox.lease_seconds <= worst_send:
+        raise ConfigError(
+            f"setting outbox.lease_seconds: must exceed the slowest possible send ({worst_send:.0f} s = "
+            "api_timeout_seconds × (api_max_retries + 1) × 2), or a message could be sent twice"
+        )
     if s.texts.override_file and not Path(s.texts.override_file).is_file():
         raise ConfigError(f"setting texts.override_file: file {s.texts.override_file!r} not found")

@@ -15,6 +15,7 @@ import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import timedelta
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -31,6 +32,8 @@ from storage.db import Database
 from storage.models import InboundMessage
 
 log = logging.getLogger(__name__)
+
+CONTINUATION_DELAY = timedelta(seconds=2)
 
 Handler = Callable[[Ctx, Inbound], Awaitable[str | None]]
 
@@ -92,25 +95,29 @@ class Intake:
     async def _handle_once(self, job: _Job) -> str | None:
         msg = job.msg
         async with self.db.write() as session:
-            existing = await session.scalar(
-                select(InboundMessage).where(InboundMessage.dedupe_key == msg.dedupe_key)
-            )
+            existing = await session.scalar(select(InboundMessage).where(InboundMessage.dedupe_key == msg.dedupe_key))
             if existing is not None:
                 return _answer_of(existing)
-            ctx = Ctx(session=session, clock=self.clock, settings=self.settings, texts=self.texts,
-                      openid=msg.openid)
+            ctx = Ctx(session=session, clock=self.clock, settings=self.settings, texts=self.texts, openid=msg.openid)
             reply = await self.handler(ctx, msg)
             chunks = split_text(reply, self.settings.webhook.max_text_bytes) if reply else []
             # From here the answer is fixed; a request that times out now waits for the commit instead.
             job.phase = "committing"
             deferred = job.deferred
+            # Continuations wait a moment so they cannot overtake the passive reply WeChat is about to show.
+            not_before = None if deferred else self.clock.now() + CONTINUATION_DELAY
             for chunk in chunks if deferred else chunks[1:]:
-                enqueue_text(session, self.clock, msg.openid, chunk)
-            session.add(InboundMessage(
-                dedupe_key=msg.dedupe_key, openid=msg.openid, msg_type=msg.event or msg.kind,
-                received_at=self.clock.now(), status="deferred" if deferred else "replied",
-                reply=None if deferred else chunks[:1],
-            ))
+                enqueue_text(session, self.clock, msg.openid, chunk, not_before=not_before)
+            session.add(
+                InboundMessage(
+                    dedupe_key=msg.dedupe_key,
+                    openid=msg.openid,
+                    msg_type=msg.event or msg.kind,
+                    received_at=self.clock.now(),
+                    status="deferred" if deferred else "replied",
+                    reply=None if deferred else chunks[:1],
+                )
+            )
         return None if deferred or not chunks else chunks[0]
 
     async def _stored_answer(self, dedupe_key: str) -> str | None:

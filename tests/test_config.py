@@ -19,8 +19,15 @@ def test_example_config_documents_exactly_the_defaults():
 def test_environment_overrides_the_file(tmp_path):
     cfg = tmp_path / "c.toml"
     cfg.write_text('[server]\nport = 9000\n[database]\nurl = "sqlite+aiosqlite:///x.db"\n')
-    s = load_settings(cfg, env={"FRONTDOOR_SERVER_PORT": "9100", "FRONTDOOR_WECHAT_TOKEN": "abcToken1",
-                                "FRONTDOOR_COMPLAINT_CATEGORIES": "噪音, 停车", "FRONTDOOR_WECHAT_FAKE_API": "yes"})
+    s = load_settings(
+        cfg,
+        env={
+            "FRONTDOOR_SERVER_PORT": "9100",
+            "FRONTDOOR_WECHAT_TOKEN": "abcToken1",
+            "FRONTDOOR_COMPLAINT_CATEGORIES": "噪音, 停车",
+            "FRONTDOOR_WECHAT_FAKE_API": "yes",
+        },
+    )
     assert (s.server.port, s.database.url, s.wechat.token) == (9100, "sqlite+aiosqlite:///x.db", "abcToken1")
     assert s.complaint.categories == ("噪音", "停车") and s.wechat.fake_api is True
 
@@ -61,8 +68,9 @@ def test_unknown_keys_and_broken_files_are_named(tmp_path):
 
 def test_serve_with_a_bad_setting_stops_with_a_message_not_a_traceback(tmp_path):
     env = {**os.environ, "FRONTDOOR_SERVER_PORT": "not-a-port"}
-    done = subprocess.run([sys.executable, "-m", "bot", "serve"], cwd=tmp_path, env=env, capture_output=True,
-                          text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot", "serve"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 2
     assert "FRONTDOOR_SERVER_PORT" in done.stderr and "Traceback" not in done.stderr
 

@@ -16,11 +16,19 @@ async def submit(ctx: Ctx, data: dict[str, Any]) -> str:
     case = await cases.submit_complaint(
         ctx.session,
         cases.NewComplaint(
-            openid=ctx.openid, category=data["category"], place_label=place["label"], latitude=place["lat"],
-            longitude=place["lng"], description=story["text"], photo_media_ids=story["photos"],
-            voice_media_ids=story["voices"], contact_phone=data.get("phone"),
+            openid=ctx.openid,
+            category=data["category"],
+            place_label=place["label"],
+            latitude=place["lat"],
+            longitude=place["lng"],
+            description=story["text"],
+            photo_media_ids=story["photos"],
+            voice_media_ids=story["voices"],
+            contact_phone=data.get("phone"),
         ),
-        now=ctx.clock.now(), tz=ctx.settings.tz, prefix=settings.case_number_prefix,
+        now=ctx.clock.now(),
+        tz=ctx.settings.tz,
+        prefix=settings.case_number_prefix,
         acceptance_days=settings.acceptance_days,
     )
     return ctx.texts("complaint.submitted", number=case.number, days=settings.acceptance_days)
@@ -31,8 +39,12 @@ COMPLAINT = Dialog(
     title="complaint.title",
     intro="complaint.start",
     steps=(
-        Step("category", "complaint.category_prompt", "complaint.category_label",
-             ChoiceField("complaint.categories", "complaint.category_invalid")),
+        Step(
+            "category",
+            "complaint.category_prompt",
+            "complaint.category_label",
+            ChoiceField("complaint.categories", "complaint.category_invalid"),
+        ),
         Step("place", "complaint.place_prompt", "complaint.place_label", PlaceField()),
         Step("description", "complaint.description_prompt", "complaint.description_label", NarrativeField()),
         Step("phone", "complaint.phone_prompt", "complaint.phone_label", PhoneField()),

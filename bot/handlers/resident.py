@@ -36,8 +36,15 @@ async def my_cases(ctx: Ctx) -> str:
         return ctx.texts("cases.none")
     lines = [ctx.texts("cases.list_head", count=len(found))]
     for case in found:
-        lines.append(ctx.texts("cases.list_item", number=case.number, category=case.category,
-                               status=ctx.texts(f"status.{case.status}"), date=_local(ctx, case.created_at, "%m-%d")))
+        lines.append(
+            ctx.texts(
+                "cases.list_item",
+                number=case.number,
+                category=case.category,
+                status=ctx.texts(f"status.{case.status}"),
+                date=_local(ctx, case.created_at, "%m-%d"),
+            )
+        )
     lines.append(ctx.texts("cases.list_tail"))
     return "\n".join(lines)
 
@@ -58,16 +65,30 @@ def help_example(ctx: Ctx) -> str:
 
 
 def describe_case(ctx: Ctx, case: Case) -> str:
-    parts = [ctx.texts("cases.detail", number=case.number, status=ctx.texts(f"status.{case.status}"),
-                       category=case.category, place=case.place_label, description=case.description,
-                       created=_local(ctx, case.created_at))]
+    parts = [
+        ctx.texts(
+            "cases.detail",
+            number=case.number,
+            status=ctx.texts(f"status.{case.status}"),
+            category=case.category,
+            place=case.place_label,
+            description=case.description,
+            created=_local(ctx, case.created_at),
+        )
+    ]
     if case.contact_phone:
         parts.append(ctx.texts("cases.detail_contact", phone=case.contact_phone))
     parts.append(ctx.texts("cases.detail_ledger_head"))
     for event in case.events:
         note = f"：{event.note}" if event.note else ""
-        parts.append(ctx.texts("cases.detail_ledger_item", at=_local(ctx, event.at),
-                               action=ctx.texts(f"ledger.{event.action}"), note=note))
+        parts.append(
+            ctx.texts(
+                "cases.detail_ledger_item",
+                at=_local(ctx, event.at),
+                action=ctx.texts(f"ledger.{event.action}"),
+                note=note,
+            )
+        )
     return "\n".join(parts)
 
 
@@ -88,5 +109,5 @@ async def handle(ctx: Ctx, msg: Inbound) -> str:
     if command := COMMANDS.get(text):
         return await command(ctx)
     if text.startswith(QUERY):
-        return await query_case(ctx, text[len(QUERY):])
+        return await query_case(ctx, text[len(QUERY) :])
     return ctx.texts("common.unknown_text", help=help_text(ctx))

@@ -44,14 +44,24 @@ async def submit_complaint(
 ) -> Case:
     number = await next_number(session, prefix, now.astimezone(tz).strftime("%Y%m%d"))
     case = Case(
-        number=number, openid=new.openid, category=new.category, place_label=new.place_label,
-        latitude=new.latitude, longitude=new.longitude, description=new.description,
-        photo_media_ids=list(new.photo_media_ids), voice_media_ids=list(new.voice_media_ids),
-        contact_phone=new.contact_phone, status=PENDING, created_at=now, updated_at=now,
+        number=number,
+        openid=new.openid,
+        category=new.category,
+        place_label=new.place_label,
+        latitude=new.latitude,
+        longitude=new.longitude,
+        description=new.description,
+        photo_media_ids=list(new.photo_media_ids),
+        voice_media_ids=list(new.voice_media_ids),
+        contact_phone=new.contact_phone,
+        status=PENDING,
+        created_at=now,
+        updated_at=now,
         accept_due_at=now + timedelta(days=acceptance_days),
     )
-    case.events.append(CaseEvent(at=now, actor="resident", action="submitted", from_status=None,
-                                 to_status=PENDING, note=None))
+    case.events.append(
+        CaseEvent(at=now, actor="resident", action="submitted", from_status=None, to_status=PENDING, note=None)
+    )
     session.add(case)
     await session.flush()
     return case
@@ -61,7 +71,7 @@ def normalize_number(raw: str, prefix: str) -> str:
     """What residents type varies: lower case, spaces, no dash, no prefix. XF20261125-0001 in, out."""
     text = re.sub(r"[\s\-－—_]", "", raw).upper()
     if text.startswith(prefix.upper()):
-        text = text[len(prefix):]
+        text = text[len(prefix) :]
     if re.fullmatch(r"\d{9,}", text):
         return f"{prefix}{text[:8]}-{text[8:].zfill(4)}"
     return raw.strip().upper()

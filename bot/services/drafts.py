@@ -19,8 +19,18 @@ async def begin(session: AsyncSession, openid: str, dialog: str, now: datetime) 
     if state is not None:
         await session.delete(state)
         await session.flush()
-    state = DialogState(openid=openid, dialog=dialog, step=0, mode="step", editing=False, data={},
-                        failed_tries=0, needs_human=False, started_at=now, updated_at=now)
+    state = DialogState(
+        openid=openid,
+        dialog=dialog,
+        step=0,
+        mode="step",
+        editing=False,
+        data={},
+        failed_tries=0,
+        needs_human=False,
+        started_at=now,
+        updated_at=now,
+    )
     session.add(state)
     return state
 

@@ -13,8 +13,7 @@ from storage.upsert import insert_for
 
 async def seen(session: AsyncSession, openid: str, now: datetime, *, interaction: bool) -> None:
     """Record the resident (creating them on first contact) and, for a real interaction, the time."""
-    values = {"openid": openid, "subscribed": True, "created_at": now,
-              "last_message_at": now if interaction else None}
+    values = {"openid": openid, "subscribed": True, "created_at": now, "last_message_at": now if interaction else None}
     stmt = insert_for(session, Resident).values(**values)
     if interaction:
         stmt = stmt.on_conflict_do_update(index_elements=["openid"], set_={"last_message_at": now})

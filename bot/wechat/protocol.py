@@ -131,8 +131,9 @@ def _to_inbound(msg, fields: dict) -> Inbound:
         location = None
         if event == "location":
             location = Location(msg.latitude, msg.longitude, "")
-        return Inbound(kind="event", event=event, event_key=key if isinstance(key, str) else None,
-                       location=location, **common)
+        return Inbound(
+            kind="event", event=event, event_key=key if isinstance(key, str) else None, location=location, **common
+        )
     if kind not in _MESSAGE_KINDS:
         return Inbound(kind="other", msg_id=_msg_id(fields), **common)
     extra: dict = {}
@@ -156,6 +157,7 @@ def _msg_id(fields: dict) -> int | None:
 
 
 # ---- replies ---------------------------------------------------------------------------------------------
+
 
 def cdata_safe(text: str) -> str:
     """wechatpy wraps reply text in CDATA unescaped; a `]]>` in it would end the section early."""

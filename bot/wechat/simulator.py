@@ -29,11 +29,21 @@ def _cdata(value: str) -> str:
     return "<![CDATA[" + value.replace("]]>", "]]]]><![CDATA[>") + "]]>"
 
 
-def message_xml(openid: str, msg_type: str, fields: dict[str, str | float | int], *, created: int | None = None,
-                msg_id: int | None = None) -> str:
+def message_xml(
+    openid: str,
+    msg_type: str,
+    fields: dict[str, str | float | int],
+    *,
+    created: int | None = None,
+    msg_id: int | None = None,
+) -> str:
     created = created or int(time.time())
-    parts = [f"<ToUserName>{_cdata(ACCOUNT)}</ToUserName>", f"<FromUserName>{_cdata(openid)}</FromUserName>",
-             f"<CreateTime>{created}</CreateTime>", f"<MsgType>{_cdata(msg_type)}</MsgType>"]
+    parts = [
+        f"<ToUserName>{_cdata(ACCOUNT)}</ToUserName>",
+        f"<FromUserName>{_cdata(openid)}</FromUserName>",
+        f"<CreateTime>{created}</CreateTime>",
+        f"<MsgType>{_cdata(msg_type)}</MsgType>",
+    ]
     for name, value in fields.items():
         parts.append(f"<{name}>{_cdata(value) if isinstance(value, str) else escape(str(value))}</{name}>")
     if msg_type != "event":
@@ -92,8 +102,7 @@ class WeChatServer:
 
     def sign(self, xml: str, *, timestamp: int | None = None) -> Signed:
         ts, n = str(timestamp or int(time.time())), nonce()
-        query = {"signature": signature(self.token, ts, n), "timestamp": ts, "nonce": n,
-                 "openid": _openid_of(xml)}
+        query = {"signature": signature(self.token, ts, n), "timestamp": ts, "nonce": n, "openid": _openid_of(xml)}
         if self.mode == "plain" or self.crypto is None:
             return Signed(query, xml)
         encrypted = xmltodict.parse(self.crypto.encrypt_message(xml, n, ts))["xml"]["Encrypt"]
@@ -123,8 +132,9 @@ class WeChatServer:
 
     async def post(self, http: aiohttp.ClientSession, url: str, xml: str) -> str | None:
         signed = self.sign(xml)
-        async with http.post(f"{url}?{urlencode(signed.query)}", data=signed.body.encode(),
-                             headers={"Content-Type": "text/xml"}) as resp:
+        async with http.post(
+            f"{url}?{urlencode(signed.query)}", data=signed.body.encode(), headers={"Content-Type": "text/xml"}
+        ) as resp:
             return self.open_reply(signed, resp.status, await resp.text())
 
 
@@ -137,14 +147,20 @@ def _openid_of(xml: str) -> str:
     if start < 0:
         return ""
     start += len("<FromUserName><![CDATA[")
-    return xml[start: xml.find("]]>", start)]
+    return xml[start : xml.find("]]>", start)]
 
 
 class Resident:
     """One simulated resident talking through the WeChat server simulation (opens their service window)."""
 
-    def __init__(self, server: WeChatServer, http: aiohttp.ClientSession, webhook_url: str, openid: str,
-                 fake_api_url: str | None = None):
+    def __init__(
+        self,
+        server: WeChatServer,
+        http: aiohttp.ClientSession,
+        webhook_url: str,
+        openid: str,
+        fake_api_url: str | None = None,
+    ):
         self.server, self.http, self.url, self.openid = server, http, webhook_url, openid
         self.fake_api_url = fake_api_url
         self._last_created = 0
@@ -154,23 +170,38 @@ class Resident:
         self._last_created = max(int(time.time()), self._last_created + 1)
         return self._last_created
 
-    async def _deliver(self, xml: str, kind: str) -> str | None:
-        if self.fake_api_url:
+    async def _deliver(self, xml: str, kind: str | None) -> str | None:
+        if self.fake_api_url and kind:
             async with self.http.post(f"{self.fake_api_url}/inbound", json={"openid": self.openid, "kind": kind}):
                 pass
         return await self.server.post(self.http, self.url, xml)
+
+    async def _upload(self, media_id: str, content: bytes, content_type: str) -> None:
+        """On WeChat the photo is on WeChat's servers before the message arrives; the fake must hold it too."""
+        if self.fake_api_url:
+            async with self.http.post(
+                f"{self.fake_api_url}/media",
+                params={"media_id": media_id},
+                data=content,
+                headers={"Content-Type": content_type},
+            ):
+                pass
 
     async def say(self, text: str) -> str | None:
         return await self._deliver(text_xml(self.openid, text, created=self._created()), "message")
 
     async def photo(self, media_id: str) -> str | None:
+        await self._upload(media_id, b"\xff\xd8\xff\xe0 fake jpeg", "image/jpeg")
         return await self._deliver(image_xml(self.openid, media_id, created=self._created()), "message")
 
     async def voice(self, media_id: str, recognition: str | None) -> str | None:
+        await self._upload(media_id, b"#!AMR\n fake voice", "audio/amr")
         return await self._deliver(voice_xml(self.openid, media_id, recognition, created=self._created()), "message")
 
     async def location(self, lat: float, lng: float, label: str) -> str | None:
         return await self._deliver(location_xml(self.openid, lat, lng, label, created=self._created()), "message")
 
     async def event(self, event: str, key: str | None = None) -> str | None:
-        return await self._deliver(event_xml(self.openid, event, key, created=self._created()), "event")
+        # Only a click, a follow or a scan opens a window; an unfollow closes the door entirely.
+        kind = {"unsubscribe": "unsubscribe", "subscribe": "event", "scan": "event", "click": "event"}
+        return await self._deliver(event_xml(self.openid, event, key, created=self._created()), kind.get(event.lower()))

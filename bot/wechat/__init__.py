@@ -1,0 +1,1 @@
+"""The WeChat edge: webhook protocol, outbound API client and the built-in fake API."""

@@ -1,0 +1,241 @@
+"""The async outbound WeChat API client (aiohttp).
+
+wechatpy's client is synchronous, ignores timeouts when fetching the token and retries a rejected token
+without bound (see shared/WECHAT.md), so outbound calls are made here: every request has a timeout, transport
+failures are retried a bounded number of times, and a rejected token is refreshed once and the call retried
+once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from datetime import datetime, timedelta
+from typing import Any
+
+import aiohttp
+
+from bot.clock import Clock
+from bot.config import WechatSettings
+
+log = logging.getLogger(__name__)
+
+# -1 "system busy" (also used here for timeouts, connection errors and HTTP 5xx) and 45011 "per-minute quota"
+# go away by themselves; every other errcode needs a change of request or configuration.
+RETRYABLE_ERRCODES = frozenset({-1, 45011})
+# The token was rejected (invalid, not the latest, expired): a fresh token may fix the call.
+TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
+# Refresh this long before WeChat's expiry so a token never dies in flight.
+TOKEN_MARGIN_SECONDS = 300
+# Not WeChat's: an HTTP 4xx without a JSON answer (a wrong base URL, a proxy's page). Not retryable.
+HTTP_ERRCODE = -2
+
+
+class WeChatAPIError(Exception):
+    def __init__(self, errcode: int, errmsg: str):
+        super().__init__(f"{errcode} {errmsg}")
+        self.errcode = errcode
+        self.errmsg = errmsg
+
+    @property
+    def retryable(self) -> bool:
+        return self.errcode in RETRYABLE_ERRCODES
+
+
+def _dumps(body: Any) -> str:
+    # WeChat shows \uXXXX escapes literally: Chinese must go out as UTF-8.
+    return json.dumps(body, ensure_ascii=False)
+
+
+class WeChatAPI:
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        *,
+        base_url: str,
+        app_id: str,
+        app_secret: str,
+        timeout: float = 5.0,
+        max_retries: int = 2,
+        backoff_base: float = 0.2,
+        clock: Clock | None = None,
+    ):
+        self.http = http
+        self.base_url = base_url.rstrip("/")
+        self.app_id = app_id
+        self.app_secret = app_secret
+        self.timeout = aiohttp.ClientTimeout(total=timeout)
+        self.max_retries = max_retries
+        self.backoff_base = backoff_base
+        self.clock = clock or Clock()
+        self._token: str | None = None
+        self._token_good_until: datetime | None = None
+        self._token_lock = asyncio.Lock()
+
+    @classmethod
+    def from_settings(
+        cls, http: aiohttp.ClientSession, wechat: WechatSettings, clock: Clock, *, base_url: str | None = None
+    ) -> WeChatAPI:
+        """`base_url` overrides wechat.api_base_url (the app passes its own /fake-wechat URL in fake mode)."""
+        return cls(
+            http,
+            base_url=base_url or wechat.api_base_url,
+            app_id=wechat.app_id,
+            app_secret=wechat.app_secret,
+            timeout=wechat.api_timeout_seconds,
+            max_retries=wechat.api_max_retries,
+            clock=clock,
+        )
+
+    # --- access token -------------------------------------------------------------------------------------
+
+    def _token_valid(self) -> bool:
+        return self._token is not None and self.clock.now() < self._token_good_until
+
+    async def access_token(self) -> str:
+        if self._token_valid():
+            return self._token  # type: ignore[return-value]
+        async with self._token_lock:
+            # Whoever held the lock before us may have fetched one already.
+            if not self._token_valid():
+                await self._fetch_token(force_refresh=False)
+            return self._token  # type: ignore[return-value]
+
+    async def _refresh_rejected(self, rejected: str) -> str:
+        """A fresh token after WeChat rejected `rejected`; concurrent callers share one refresh."""
+        async with self._token_lock:
+            if self._token != rejected and self._token_valid():
+                return self._token  # type: ignore[return-value]
+            await self._fetch_token(force_refresh=True)
+            return self._token  # type: ignore[return-value]
+
+    async def _fetch_token(self, *, force_refresh: bool) -> None:
+        # stable_token, unlike cgi-bin/token, does not rotate a still-valid token that another instance uses.
+        body = {
+            "grant_type": "client_credential",
+            "appid": self.app_id,
+            "secret": self.app_secret,
+            "force_refresh": force_refresh,
+        }
+        data = await self._request("POST", "cgi-bin/stable_token", params={}, body=body)
+        expires_in = int(data["expires_in"])
+        # A short-lived token (a test setting) still gets half its life rather than none.
+        keep = max(expires_in - TOKEN_MARGIN_SECONDS, expires_in // 2)
+        self._token = data["access_token"]
+        self._token_good_until = self.clock.now() + timedelta(seconds=keep)
+        log.info("wechat access token fetched", extra={"force_refresh": force_refresh, "expires_in": expires_in})
+
+    # --- transport ----------------------------------------------------------------------------------------
+
+    async def _request(self, method: str, path: str, *, params: dict, body: Any = None, raw: bool = False) -> Any:
+        """One API exchange, retried on transport failure and -1 with exponential backoff."""
+        for attempt in range(self.max_retries + 1):
+            try:
+                return await self._request_once(method, path, params=params, body=body, raw=raw)
+            except WeChatAPIError as exc:
+                if exc.errcode != -1 or attempt == self.max_retries:
+                    raise
+                log.warning("wechat %s failed (%s); retrying", path, exc)
+                await asyncio.sleep(self.backoff_base * 2**attempt)
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    async def _request_once(self, method: str, path: str, *, params: dict, body: Any, raw: bool) -> Any:
+        url = f"{self.base_url}/{path}"
+        kwargs: dict[str, Any] = {"params": params, "timeout": self.timeout}
+        if body is not None:
+            kwargs["data"] = _dumps(body).encode()
+            kwargs["headers"] = {"Content-Type": "application/json; charset=utf-8"}
+        try:
+            async with self.http.request(method, url, **kwargs) as resp:
+                if resp.status >= 500:
+                    raise WeChatAPIError(-1, f"HTTP {resp.status} from {path}")
+                status = resp.status
+                content = await resp.read()
+                content_type = resp.headers.get("Content-Type", "")
+        except TimeoutError:
+            raise WeChatAPIError(-1, f"timeout after {self.timeout.total}s calling {path}") from None
+        except aiohttp.ClientError as exc:
+            raise WeChatAPIError(-1, f"{type(exc).__name__} calling {path}: {exc}") from None
+        if raw and not _looks_like_json(content_type, content):
+            return content, content_type.split(";")[0].strip()
+        try:
+            data = json.loads(content)
+        except (ValueError, UnicodeDecodeError):
+            # A 4xx page (wrong base URL, a proxy) will not fix itself; a garbled 200 might.
+            errcode = HTTP_ERRCODE if status >= 400 else -1
+            raise WeChatAPIError(errcode, f"unreadable answer from {path} (HTTP {status})") from None
+        errcode = data.get("errcode", 0) if isinstance(data, dict) else 0
+        if errcode:
+            raise WeChatAPIError(int(errcode), str(data.get("errmsg", "")))
+        if raw:
+            # media/get answers a video as JSON (its download URL) rather than as bytes.
+            return content, content_type.split(";")[0].strip()
+        return data
+
+    async def _call(
+        self, method: str, path: str, *, body: Any = None, params: dict | None = None, raw: bool = False
+    ) -> Any:
+        token = await self.access_token()
+        try:
+            return await self._request(
+                method, path, params={**(params or {}), "access_token": token}, body=body, raw=raw
+            )
+        except WeChatAPIError as exc:
+            if exc.errcode not in TOKEN_ERRCODES:
+                raise
+            log.warning("wechat rejected the access token (%s); refreshing once", exc)
+        # Exactly one refresh and one retry: a second rejection is raised, never looped on.
+        token = await self._refresh_rejected(token)
+        return await self._request(method, path, params={**(params or {}), "access_token": token}, body=body, raw=raw)
+
+    # --- API methods --------------------------------------------------------------------------------------
+
+    async def send_text(self, openid: str, content: str) -> dict:
+        body = {"touser": openid, "msgtype": "text", "text": {"content": content}}
+        return await self._call("POST", "cgi-bin/message/custom/send", body=body)
+
+    async def send_menu(self, openid: str, head: str, options: list[tuple[str, str]], tail: str) -> dict:
+        """A customer-service message with tappable options; tapping one sends its content back as text."""
+        body = {
+            "touser": openid,
+            "msgtype": "msgmenu",
+            "msgmenu": {
+                "head_content": head,
+                "list": [{"id": option_id, "content": content} for option_id, content in options],
+                "tail_content": tail,
+            },
+        }
+        return await self._call("POST", "cgi-bin/message/custom/send", body=body)
+
+    async def send_template(self, openid: str, template_id: str, data: dict, url: str | None = None) -> dict:
+        body: dict[str, Any] = {"touser": openid, "template_id": template_id, "data": data}
+        if url:
+            body["url"] = url
+        return await self._call("POST", "cgi-bin/message/template/send", body=body)
+
+    async def get_media(self, media_id: str) -> tuple[bytes, str]:
+        """The media's bytes and content type; WeChat answers a JSON errcode when it is unknown or expired."""
+        return await self._call("GET", "cgi-bin/media/get", params={"media_id": media_id}, raw=True)
+
+    async def create_qrcode(self, scene: str | int, expire_seconds: int | None = None) -> dict:
+        """A parametric QR code; without `expire_seconds` a permanent one (WeChat caps how many exist)."""
+        if isinstance(scene, str):
+            action = "QR_STR_SCENE" if expire_seconds else "QR_LIMIT_STR_SCENE"
+            scene_info: dict[str, Any] = {"scene_str": scene}
+        else:
+            action = "QR_SCENE" if expire_seconds else "QR_LIMIT_SCENE"
+            scene_info = {"scene_id": scene}
+        body: dict[str, Any] = {"action_name": action, "action_info": {"scene": scene_info}}
+        if expire_seconds:
+            body["expire_seconds"] = expire_seconds
+        return await self._call("POST", "cgi-bin/qrcode/create", body=body)
+
+    async def create_menu(self, menu: dict) -> dict:
+        return await self._call("POST", "cgi-bin/menu/create", body=menu)
+
+
+def _looks_like_json(content_type: str, content: bytes) -> bool:
+    # Errors from media/get come as JSON, sometimes labelled text/plain.
+    ctype = content_type.split(";")[0].strip().lower()
+    return ctype in ("application/json", "text/plain") and content.lstrip().startswith(b"{")

@@ -1,0 +1,425 @@
+"""A faithful fake of the WeChat API for development mode, the simulator and tests.
+
+It answers with WeChat's shapes and errcodes and enforces the rules that bite in production: tokens that
+expire and rotate, the customer-service window and its quotas, the text size limit and media that expires.
+Faults (errcodes, HTTP errors, delays) can be injected per path. State lives in memory: a one-process dev fake.
+
+Mounted by the main app with `app.add_subapp("/fake-wechat/", fake.app())`; control endpoints that WeChat does
+not have (`sent`, `inbound`, `faults`, `media`, `reset`) sit beside the API under the same prefix.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import secrets
+from collections import Counter
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from aiohttp import web
+
+from bot.clock import Clock
+from bot.config import FakeWechatSettings, Settings
+
+# Both the old and the new token work this long after a rotation, as on WeChat.
+TOKEN_GRACE = timedelta(minutes=5)
+MAX_TEXT_BYTES = 2048
+CUSTOM_MSGTYPES = frozenset(
+    {"text", "image", "voice", "video", "music", "news", "mpnews", "msgmenu", "wxcard", "miniprogrampage"}
+)
+QR_ACTIONS = frozenset({"QR_SCENE", "QR_STR_SCENE", "QR_LIMIT_SCENE", "QR_LIMIT_STR_SCENE"})
+INBOUND_KINDS = ("message", "event", "unsubscribe")
+
+Result = dict | web.StreamResponse
+Handler = Callable[[web.Request, dict], Awaitable[Result]]
+
+
+class FakeError(Exception):
+    """Answered as WeChat's JSON error body."""
+
+    def __init__(self, errcode: int, errmsg: str):
+        super().__init__(errmsg)
+        self.errcode = errcode
+        self.errmsg = errmsg
+
+
+@dataclass
+class _Token:
+    expires_at: datetime
+    revoked_at: datetime | None = None
+
+
+@dataclass
+class _Window:
+    opened_at: datetime
+    used: int = 0
+
+
+@dataclass
+class _Fault:
+    errcode: int | None
+    http_status: int | None
+    delay_seconds: float
+    times: int
+    touser: str | None
+
+
+@dataclass
+class _Media:
+    content: bytes
+    content_type: str
+    created_at: datetime
+
+
+def _dumps(data: Any) -> str:
+    return json.dumps(data, ensure_ascii=False)
+
+
+def _short_path(path: str) -> str:
+    """'/cgi-bin/message/custom/send' and 'message/custom/send' name the same endpoint."""
+    path = path.strip("/")
+    return path.removeprefix("cgi-bin/")
+
+
+class FakeWeChat:
+    def __init__(self, *, app_id: str, app_secret: str, settings: FakeWechatSettings, clock: Clock):
+        self.app_id = app_id
+        self.app_secret = app_secret
+        self.settings = settings
+        self.clock = clock
+        self._tokens: dict[str, _Token] = {}
+        self._latest_token: str | None = None
+        self._msgid = 1000
+        self.reset()
+
+    @classmethod
+    def from_settings(cls, settings: Settings, clock: Clock) -> FakeWeChat:
+        return cls(
+            app_id=settings.wechat.app_id,
+            app_secret=settings.wechat.app_secret,
+            settings=settings.fake_wechat,
+            clock=clock,
+        )
+
+    def reset(self) -> None:
+        """Forget messages, windows, faults and media. Tokens survive so a running bot is not disturbed."""
+        self.sent: list[dict] = []
+        self.calls: Counter[str] = Counter()
+        self.menu: dict | None = None
+        self.qrcodes: dict[str, str | int] = {}
+        self._windows: dict[str, dict[str, _Window]] = {}
+        self._unsubscribed: set[str] = set()
+        self._faults: dict[str, list[_Fault]] = {}
+        self._media: dict[str, _Media] = {}
+
+    # --- Python control surface ---------------------------------------------------------------------------
+
+    def record_inbound(self, openid: str, kind: str) -> None:
+        """A resident's message or event reached WeChat: open (or renew) that kind of window."""
+        if kind not in INBOUND_KINDS:
+            raise ValueError(f"kind must be one of {INBOUND_KINDS}, got {kind!r}")
+        if kind == "unsubscribe":
+            self._unsubscribed.add(openid)
+            self._windows.pop(openid, None)
+            return
+        self._unsubscribed.discard(openid)
+        self._windows.setdefault(openid, {})[kind] = _Window(opened_at=self.clock.now())
+
+    def add_fault(
+        self,
+        path: str,
+        *,
+        errcode: int | None = None,
+        http_status: int | None = None,
+        delay_seconds: float = 0.0,
+        times: int = 1,
+        touser: str | None = None,
+    ) -> None:
+        """Make the next `times` calls of `path` (optionally only those to `touser`) misbehave."""
+        if errcode is None and http_status is None and not delay_seconds:
+            raise ValueError("a fault needs errcode, http_status or delay_seconds")
+        if times < 1:
+            raise ValueError("times must be at least 1")
+        fault = _Fault(errcode, http_status, float(delay_seconds), int(times), touser)
+        self._faults.setdefault(_short_path(path), []).append(fault)
+
+    def add_media(self, media_id: str, content: bytes, content_type: str) -> None:
+        self._media[media_id] = _Media(content, content_type, self.clock.now())
+
+    def sent_to(self, openid: str) -> list[dict]:
+        return [m for m in self.sent if m["touser"] == openid]
+
+    # --- the application ----------------------------------------------------------------------------------
+
+    def app(self) -> web.Application:
+        app = web.Application()
+        api = {
+            ("GET", "token"): (self._token_get, False),
+            ("POST", "stable_token"): (self._stable_token, False),
+            ("POST", "message/custom/send"): (self._custom_send, True),
+            ("POST", "message/template/send"): (self._template_send, True),
+            ("GET", "media/get"): (self._media_get, True),
+            ("POST", "qrcode/create"): (self._qrcode_create, True),
+            ("POST", "menu/create"): (self._menu_create, True),
+        }
+        for (method, path), (handler, needs_token) in api.items():
+            app.router.add_route(method, f"/cgi-bin/{path}", self._endpoint(path, handler, needs_token))
+        app.router.add_get("/sent", self._ctl_sent)
+        app.router.add_post("/inbound", self._ctl_inbound)
+        app.router.add_post("/faults", self._ctl_faults)
+        app.router.add_post("/media", self._ctl_media)
+        app.router.add_post("/reset", self._ctl_reset)
+        return app
+
+    def _endpoint(self, path: str, handler: Handler, needs_token: bool):
+        async def view(request: web.Request) -> web.StreamResponse:
+            self.calls[path] += 1
+            try:
+                body = await _json_body(request) if request.method == "POST" else {}
+                fault = self._take_fault(path, body.get("touser"))
+                if fault is not None:
+                    if fault.delay_seconds:
+                        await asyncio.sleep(fault.delay_seconds)
+                    if fault.http_status is not None:
+                        return web.Response(status=fault.http_status, text="injected fault")
+                    if fault.errcode is not None:
+                        raise FakeError(fault.errcode, "injected fault")
+                if needs_token:
+                    self._check_token(request.query.get("access_token"))
+                result = await handler(request, body)
+            except FakeError as exc:
+                result = {"errcode": exc.errcode, "errmsg": exc.errmsg}
+            if isinstance(result, web.StreamResponse):
+                return result
+            return web.json_response(result, dumps=_dumps)
+
+        return view
+
+    def _take_fault(self, path: str, touser: str | None) -> _Fault | None:
+        queue = self._faults.get(path, [])
+        for fault in queue:
+            if fault.touser is None or fault.touser == touser:
+                fault.times -= 1
+                if fault.times == 0:
+                    queue.remove(fault)
+                return fault
+        return None
+
+    # --- tokens -------------------------------------------------------------------------------------------
+
+    def _check_credentials(self, grant_type: str | None, appid: str | None, secret: str | None) -> None:
+        if grant_type != "client_credential":
+            raise FakeError(40002, "invalid grant_type")
+        if not appid:
+            raise FakeError(41002, "appid missing")
+        if not secret:
+            raise FakeError(41004, "appsecret missing")
+        if appid != self.app_id:
+            raise FakeError(40013, "invalid appid")
+        if secret != self.app_secret:
+            raise FakeError(40125, "invalid appsecret")
+
+    def _issue_token(self) -> dict:
+        now = self.clock.now()
+        for token in self._tokens.values():
+            if token.revoked_at is None or token.revoked_at > now + TOKEN_GRACE:
+                token.revoked_at = now + TOKEN_GRACE
+        value = secrets.token_urlsafe(48)
+        self._tokens[value] = _Token(expires_at=now + timedelta(seconds=self.settings.token_ttl_seconds))
+        self._latest_token = value
+        return {"access_token": value, "expires_in": self.settings.token_ttl_seconds}
+
+    def _token_error(self, value: str) -> FakeError | None:
+        token = self._tokens.get(value)
+        now = self.clock.now()
+        if token is None or (token.revoked_at is not None and now >= token.revoked_at):
+            return FakeError(40001, "invalid credential, access_token is invalid or not latest")
+        if now >= token.expires_at:
+            return FakeError(42001, "access_token expired")
+        return None
+
+    def _check_token(self, value: str | None) -> None:
+        if not value:
+            raise FakeError(41001, "access_token missing")
+        error = self._token_error(value)
+        if error is not None:
+            raise error
+
+    async def _token_get(self, request: web.Request, _body: dict) -> dict:
+        q = request.query
+        self._check_credentials(q.get("grant_type"), q.get("appid"), q.get("secret"))
+        return self._issue_token()
+
+    async def _stable_token(self, _request: web.Request, body: dict) -> dict:
+        self._check_credentials(body.get("grant_type"), body.get("appid"), body.get("secret"))
+        latest = self._latest_token
+        if not body.get("force_refresh") and latest is not None and self._token_error(latest) is None:
+            remaining = self._tokens[latest].expires_at - self.clock.now()
+            return {"access_token": latest, "expires_in": int(remaining.total_seconds())}
+        return self._issue_token()
+
+    # --- messages -----------------------------------------------------------------------------------------
+
+    def _use_window(self, openid: str) -> None:
+        """Spend one customer-service message from an open window, as WeChat counts them."""
+        if openid in self._unsubscribed:
+            raise FakeError(43004, "require subscribe")
+        now = self.clock.now()
+        s = self.settings
+        limits = {
+            "message": (timedelta(hours=s.window_hours), s.window_quota),
+            "event": (timedelta(seconds=s.event_window_seconds), s.event_window_quota),
+        }
+        windows = self._windows.get(openid, {})
+        open_windows = [
+            (windows[kind], quota)
+            for kind, (span, quota) in limits.items()
+            if kind in windows and now < windows[kind].opened_at + span
+        ]
+        if not open_windows:
+            raise FakeError(45015, "response out of time limit or subscription is canceled")
+        for window, quota in open_windows:
+            if window.used < quota:
+                window.used += 1
+                return
+        raise FakeError(45047, "out of response count limit")
+
+    def _record_sent(self, api: str, body: dict, msgtype: str, content: str | None) -> None:
+        self.sent.append(
+            {
+                "api": api,
+                "touser": body["touser"],
+                "msgtype": msgtype,
+                "content": content,
+                "payload": body,
+                "at": self.clock.now().isoformat(),
+            }
+        )
+
+    async def _custom_send(self, _request: web.Request, body: dict) -> dict:
+        if not isinstance(body.get("touser"), str) or not body["touser"]:
+            raise FakeError(40003, "invalid openid")
+        msgtype = body.get("msgtype")
+        if msgtype not in CUSTOM_MSGTYPES:
+            raise FakeError(40008, "invalid message type")
+        content = None
+        if msgtype == "text":
+            content = (body.get("text") or {}).get("content")
+            if not isinstance(content, str) or not content:
+                raise FakeError(44004, "empty content")
+            if len(content.encode("utf-8")) > MAX_TEXT_BYTES:
+                raise FakeError(45002, "content size out of limit")
+        if msgtype == "msgmenu":
+            menu = body.get("msgmenu") or {}
+            if not isinstance(menu.get("list"), list) or not menu["list"]:
+                raise FakeError(47001, "data format error")
+        self._use_window(body["touser"])
+        self._record_sent("custom/send", body, msgtype, content)
+        return {"errcode": 0, "errmsg": "ok"}
+
+    async def _template_send(self, _request: web.Request, body: dict) -> dict:
+        if not isinstance(body.get("touser"), str) or not body["touser"]:
+            raise FakeError(40003, "invalid openid")
+        if not body.get("template_id"):
+            raise FakeError(40037, "invalid template_id")
+        if body["touser"] in self._unsubscribed:
+            raise FakeError(43004, "require subscribe")
+        self._msgid += 1
+        self._record_sent("template/send", body, "template", None)
+        return {"errcode": 0, "errmsg": "ok", "msgid": self._msgid}
+
+    # --- media, QR codes, menu ----------------------------------------------------------------------------
+
+    async def _media_get(self, request: web.Request, _body: dict) -> Result:
+        media_id = request.query.get("media_id", "")
+        media = self._media.get(media_id)
+        ttl = timedelta(days=self.settings.media_ttl_days)
+        if media is None or self.clock.now() >= media.created_at + ttl:
+            raise FakeError(40007, "invalid media_id")
+        return web.Response(
+            body=media.content,
+            content_type=media.content_type,
+            headers={"Content-Disposition": f'attachment; filename="{media_id}"'},
+        )
+
+    async def _qrcode_create(self, _request: web.Request, body: dict) -> dict:
+        action = body.get("action_name")
+        if action not in QR_ACTIONS:
+            raise FakeError(40052, "invalid action name")
+        scene_info = (body.get("action_info") or {}).get("scene") or {}
+        scene = scene_info.get("scene_str") if "STR" in action else scene_info.get("scene_id")
+        valid = (
+            isinstance(scene, str) and 1 <= len(scene) <= 64
+            if "STR" in action
+            else isinstance(scene, int) and scene > 0 and (action == "QR_SCENE" or scene <= 100000)
+        )
+        if not valid:
+            raise FakeError(40053, "invalid action info")
+        ticket = "gQ" + secrets.token_urlsafe(24)
+        self.qrcodes[ticket] = scene
+        answer: dict[str, Any] = {"ticket": ticket, "url": f"http://weixin.qq.com/q/{ticket[2:]}"}
+        if "LIMIT" not in action:
+            answer["expire_seconds"] = min(int(body.get("expire_seconds") or 60), 2592000)
+        return answer
+
+    async def _menu_create(self, _request: web.Request, body: dict) -> dict:
+        buttons = body.get("button")
+        if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+            raise FakeError(40016, "invalid button size")
+        self.menu = body
+        return {"errcode": 0, "errmsg": "ok"}
+
+    # --- control endpoints (not WeChat's) -----------------------------------------------------------------
+
+    async def _ctl_sent(self, request: web.Request) -> web.Response:
+        touser = request.query.get("touser")
+        sent = self.sent if touser is None else self.sent_to(touser)
+        return web.json_response(sent, dumps=_dumps)
+
+    async def _ctl_inbound(self, request: web.Request) -> web.Response:
+        body = await _ctl_body(request)
+        try:
+            self.record_inbound(str(body["openid"]), str(body["kind"]))
+        except (KeyError, ValueError) as exc:
+            raise web.HTTPBadRequest(text=f"need openid and kind: {exc}") from None
+        return web.json_response({"ok": True})
+
+    async def _ctl_faults(self, request: web.Request) -> web.Response:
+        body = await _ctl_body(request)
+        names = ("errcode", "http_status", "delay_seconds", "times", "touser")
+        options = {name: body[name] for name in names if name in body}
+        try:
+            self.add_fault(str(body["path"]), **options)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise web.HTTPBadRequest(text=f"bad fault: {exc}") from None
+        return web.json_response({"ok": True})
+
+    async def _ctl_media(self, request: web.Request) -> web.Response:
+        """Store the body as media (the simulator 'uploads' a resident's photo): ?media_id= optional."""
+        media_id = request.query.get("media_id") or secrets.token_urlsafe(16)
+        self.add_media(media_id, await request.read(), request.content_type)
+        return web.json_response({"media_id": media_id})
+
+    async def _ctl_reset(self, _request: web.Request) -> web.Response:
+        self.reset()
+        return web.json_response({"ok": True})
+
+
+async def _json_body(request: web.Request) -> dict:
+    try:
+        body = json.loads(await request.read() or b"{}")
+    except (ValueError, UnicodeDecodeError):
+        raise FakeError(47001, "data format error") from None
+    if not isinstance(body, dict):
+        raise FakeError(47001, "data format error")
+    return body
+
+
+async def _ctl_body(request: web.Request) -> dict:
+    try:
+        return await _json_body(request)
+    except FakeError:
+        raise web.HTTPBadRequest(text="expected a JSON object") from None

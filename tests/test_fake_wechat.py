@@ -1,0 +1,274 @@
+"""The fake WeChat enforces what WeChat enforces, over real HTTP, mounted at /fake-wechat/ as in prod."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from bot.config import Settings
+from bot.wechat.api import WeChatAPI, WeChatAPIError
+from bot.wechat.fake import FakeWeChat
+
+SETTINGS = Settings()
+APP_ID = SETTINGS.wechat.app_id
+SECRET = SETTINGS.wechat.app_secret
+
+
+@pytest.fixture
+def fake(clock) -> FakeWeChat:
+    return FakeWeChat.from_settings(SETTINGS, clock)
+
+
+@pytest.fixture
+async def base_url(fake):
+    parent = web.Application()
+    parent.add_subapp("/fake-wechat/", fake.app())
+    server = TestServer(parent, host="127.0.0.1", port=0)
+    await server.start_server()
+    yield str(server.make_url("/fake-wechat"))
+    await server.close()
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def api(http, base_url, clock) -> WeChatAPI:
+    return WeChatAPI(http, base_url=base_url, app_id=APP_ID, app_secret=SECRET, backoff_base=0, clock=clock)
+
+
+@pytest.fixture
+def call(http, base_url):
+    """Raw HTTP: (method, path, params=..., json=...) → the decoded JSON answer."""
+
+    async def call(method: str, path: str, **kwargs) -> dict | list:
+        async with http.request(method, f"{base_url}/{path}", **kwargs) as resp:
+            return await resp.json(content_type=None)
+
+    return call
+
+
+async def token_via_get(call, **overrides) -> dict:
+    params = {"grant_type": "client_credential", "appid": APP_ID, "secret": SECRET, **overrides}
+    return await call("GET", "cgi-bin/token", params=params)
+
+
+async def send_text(call, token: str, openid: str = "o-1", content: str = "你好") -> dict:
+    body = {"touser": openid, "msgtype": "text", "text": {"content": content}}
+    return await call("POST", "cgi-bin/message/custom/send", params={"access_token": token}, json=body)
+
+
+async def errcode_of(coro) -> int:
+    with pytest.raises(WeChatAPIError) as caught:
+        await coro
+    return caught.value.errcode
+
+
+# --- tokens ---------------------------------------------------------------------------------------
+
+
+async def test_token_credentials_are_checked(call):
+    assert (await token_via_get(call, appid="wx-someone-else"))["errcode"] == 40013
+    assert (await token_via_get(call, secret="guess"))["errcode"] == 40125
+    good = await token_via_get(call)
+    assert good["expires_in"] == 7200
+    assert len(good["access_token"]) > 20
+
+
+async def test_a_new_token_retires_the_old_one_after_five_minutes(call, fake, clock):
+    fake.record_inbound("o-1", "message")
+    old = (await token_via_get(call))["access_token"]
+    new = (await token_via_get(call))["access_token"]
+    assert old != new
+    clock.advance(minutes=4, seconds=59)
+    assert (await send_text(call, old))["errcode"] == 0
+    clock.advance(seconds=1)
+    assert (await send_text(call, old))["errcode"] == 40001
+    assert (await send_text(call, new))["errcode"] == 0
+
+
+async def test_stable_token_is_kept_unless_forced(call):
+    body = {"grant_type": "client_credential", "appid": APP_ID, "secret": SECRET}
+    first = await call("POST", "cgi-bin/stable_token", json=body)
+    again = await call("POST", "cgi-bin/stable_token", json=body)
+    assert again["access_token"] == first["access_token"]
+    forced = await call("POST", "cgi-bin/stable_token", json={**body, "force_refresh": True})
+    assert forced["access_token"] != first["access_token"]
+    assert (await call("POST", "cgi-bin/stable_token", json={**body, "secret": "x"}))["errcode"] == 40125
+
+
+async def test_token_expires_by_the_clock(call, fake, clock):
+    fake.record_inbound("o-1", "message")
+    token = (await token_via_get(call))["access_token"]
+    clock.advance(seconds=7199)
+    assert (await send_text(call, token))["errcode"] == 0
+    clock.advance(seconds=1)
+    assert (await send_text(call, token))["errcode"] == 42001
+
+
+async def test_missing_and_unknown_tokens(call):
+    assert (await send_text(call, ""))["errcode"] == 41001
+    assert (await send_text(call, "made-up-token"))["errcode"] == 40001
+
+
+# --- the customer-service window ------------------------------------------------------------------
+
+
+async def test_no_window_without_the_resident_acting_first(api):
+    assert await errcode_of(api.send_text("o-1", "您好")) == 45015
+
+
+async def test_message_window_allows_five_in_48_hours(api, fake, clock):
+    fake.record_inbound("o-1", "message")
+    for i in range(5):
+        await api.send_text("o-1", f"第{i + 1}条")
+    assert await errcode_of(api.send_text("o-1", "第6条")) == 45047
+    assert len(fake.sent) == 5
+
+    fake.record_inbound("o-1", "message")
+    clock.advance(hours=47, minutes=59)
+    await api.send_text("o-1", "新窗口")
+    clock.advance(minutes=1)
+    assert await errcode_of(api.send_text("o-1", "过期了")) == 45015
+
+
+async def test_window_is_per_resident(api, fake):
+    fake.record_inbound("o-1", "message")
+    await api.send_text("o-1", "给一号")
+    assert await errcode_of(api.send_text("o-2", "给二号")) == 45015
+
+
+async def test_event_window_allows_three_in_a_minute(api, fake, clock):
+    fake.record_inbound("o-1", "event")
+    for i in range(3):
+        await api.send_text("o-1", f"第{i + 1}条")
+    assert await errcode_of(api.send_text("o-1", "第4条")) == 45047
+
+    fake.record_inbound("o-1", "event")
+    clock.advance(seconds=59)
+    await api.send_text("o-1", "还在窗口内")
+    clock.advance(seconds=1)
+    assert await errcode_of(api.send_text("o-1", "窗口已关")) == 45015
+
+
+async def test_unsubscribed_resident(api, fake):
+    fake.record_inbound("o-1", "message")
+    fake.record_inbound("o-1", "unsubscribe")
+    assert await errcode_of(api.send_text("o-1", "您好")) == 43004
+    assert await errcode_of(api.send_template("o-1", "tmpl", {})) == 43004
+
+
+async def test_text_limit_is_2048_utf8_bytes(api, fake):
+    fake.record_inbound("o-1", "message")
+    await api.send_text("o-1", "诉" * 682)  # 2046 bytes
+    assert await errcode_of(api.send_text("o-1", "诉" * 683)) == 45002  # 2049 bytes
+    assert await errcode_of(api.send_text("o-1", "a" * 2049)) == 45002
+    assert len(fake.sent) == 1
+
+
+async def test_refused_messages_do_not_spend_quota(api, fake):
+    fake.record_inbound("o-1", "event")
+    for _ in range(3):
+        assert await errcode_of(api.send_text("o-1", "长" * 700)) == 45002
+    for i in range(3):
+        await api.send_text("o-1", f"第{i + 1}条")
+
+
+async def test_malformed_requests(call, api, fake):
+    fake.record_inbound("o-1", "message")
+    token = await api.access_token()
+    send = "cgi-bin/message/custom/send"
+    params = {"access_token": token}
+    assert (await call("POST", send, params=params, json={"touser": "o-1", "msgtype": "fax"}))["errcode"] == 40008
+    assert (await call("POST", send, params=params, json={"msgtype": "text"}))["errcode"] == 40003
+    assert (await call("POST", send, params=params, data=b"{not json"))["errcode"] == 47001
+    assert fake.sent == []
+
+
+# --- templates, media, QR codes, menu -------------------------------------------------------------
+
+
+async def test_template_send(api, fake):
+    first = await api.send_template("o-1", "tmpl-accepted", {"keyword1": {"value": "XF1"}})
+    second = await api.send_template("o-1", "tmpl-accepted", {"keyword1": {"value": "XF2"}})
+    assert second["msgid"] != first["msgid"]
+    assert [m["msgtype"] for m in fake.sent] == ["template", "template"]
+    assert await errcode_of(api.send_template("o-1", "", {})) == 40037
+
+
+async def test_media_expires_after_three_days(api, fake, clock):
+    fake.add_media("m-1", b"RIFF....WEBP", "image/webp")
+    clock.advance(days=2, hours=23)
+    assert await api.get_media("m-1") == (b"RIFF....WEBP", "image/webp")
+    clock.advance(hours=1)
+    assert await errcode_of(api.get_media("m-1")) == 40007
+
+
+async def test_qrcode_validation(call, api):
+    token = await api.access_token()
+    params = {"access_token": token}
+    bad_action = {"action_name": "QR_WHATEVER", "action_info": {"scene": {"scene_id": 1}}}
+    assert (await call("POST", "cgi-bin/qrcode/create", params=params, json=bad_action))["errcode"] == 40052
+    str_without_str = {"action_name": "QR_LIMIT_STR_SCENE", "action_info": {"scene": {"scene_id": 1}}}
+    assert (await call("POST", "cgi-bin/qrcode/create", params=params, json=str_without_str))["errcode"] == 40053
+    answer = await api.create_qrcode(7, expire_seconds=10**9)
+    assert answer["expire_seconds"] == 2592000  # WeChat's 30-day cap
+
+
+# --- control endpoints ----------------------------------------------------------------------------
+
+
+async def test_control_endpoints_over_http(call, api, fake):
+    assert (await call("POST", "inbound", json={"openid": "o-1", "kind": "message"}))["ok"]
+    assert (await call("POST", "inbound", json={"openid": "o-2", "kind": "event"}))["ok"]
+    await api.send_text("o-1", "给一号")
+    await api.send_text("o-2", "给二号")
+
+    everything = await call("GET", "sent")
+    assert [m["content"] for m in everything] == ["给一号", "给二号"]
+    [only] = await call("GET", "sent", params={"touser": "o-2"})
+    assert only["api"] == "custom/send"
+    assert only["msgtype"] == "text"
+    assert only["payload"]["text"]["content"] == "给二号"
+    assert only["at"].startswith("2026-11-25T02:00")
+
+    await call("POST", "faults", json={"path": "message/custom/send", "errcode": 45009, "times": 1})
+    assert await errcode_of(api.send_text("o-1", "配额")) == 45009
+    await api.send_text("o-1", "故障已过")
+
+    await call("POST", "faults", json={"path": "message/custom/send", "http_status": 503, "times": 1})
+    async with api.http.post(
+        f"{api.base_url}/cgi-bin/message/custom/send",
+        params={"access_token": await api.access_token()},
+        json={},
+    ) as resp:
+        assert resp.status == 503
+
+    uploaded = await call("POST", "media", data=b"voice-bytes", headers={"Content-Type": "audio/amr"})
+    assert await api.get_media(uploaded["media_id"]) == (b"voice-bytes", "audio/amr")
+
+    assert (await call("POST", "reset"))["ok"]
+    assert await call("GET", "sent") == []
+    assert await errcode_of(api.send_text("o-1", "窗口随重置关闭")) == 45015
+
+
+async def test_control_endpoints_refuse_nonsense(http, base_url):
+    async with http.post(f"{base_url}/inbound", json={"openid": "o-1", "kind": "dance"}) as resp:
+        assert resp.status == 400
+    async with http.post(f"{base_url}/faults", json={"path": "message/custom/send"}) as resp:
+        assert resp.status == 400
+
+
+async def test_faults_can_target_one_resident(api, fake):
+    fake.record_inbound("o-1", "message")
+    fake.record_inbound("o-2", "message")
+    fake.add_fault("cgi-bin/message/custom/send", errcode=45009, touser="o-2")
+    await api.send_text("o-1", "一号不受影响")
+    assert await errcode_of(api.send_text("o-2", "二号出错")) == 45009
+    await api.send_text("o-2", "二号恢复")
+    assert [m["content"] for m in fake.sent] == ["一号不受影响", "二号恢复"]

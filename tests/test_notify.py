@@ -1,0 +1,262 @@
+"""Outbox delivery against the fake WeChat over HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from datetime import timedelta
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+from sqlalchemy import select, update
+
+from bot.notify import OutboxWorker, enqueue, enqueue_text
+from bot.wechat.api import WeChatAPI
+from bot.wechat.fake import FakeWeChat
+from storage.db import Database
+from storage.models import OutboxMessage
+
+SEND = "message/custom/send"
+
+
+@pytest.fixture
+def fake(settings, clock) -> FakeWeChat:
+    return FakeWeChat.from_settings(settings, clock)
+
+
+@pytest.fixture
+async def api(fake, settings, clock):
+    parent = web.Application()
+    parent.add_subapp("/fake-wechat/", fake.app())
+    server = TestServer(parent, host="127.0.0.1", port=0)
+    await server.start_server()
+    async with aiohttp.ClientSession() as http:
+        # No in-call retries: every transient failure shows up as an outbox retry.
+        wechat = dataclasses.replace(settings.wechat, api_max_retries=0)
+        yield WeChatAPI.from_settings(http, wechat, clock, base_url=str(server.make_url("/fake-wechat")))
+    await server.close()
+
+
+@pytest.fixture
+def make_worker(db, api, clock, settings):
+    def make(owner: str = "worker-1", database: Database | None = None, **outbox) -> OutboxWorker:
+        return OutboxWorker(database or db, api, clock, dataclasses.replace(settings.outbox, **outbox), owner)
+
+    return make
+
+
+async def enqueue_texts(db, clock, openid: str, *texts: str) -> list[int]:
+    async with db.write() as session:
+        rows = [enqueue_text(session, clock, openid, text) for text in texts]
+    return [row.id for row in rows]
+
+
+async def outbox_rows(db) -> list[OutboxMessage]:
+    async with db.read() as session:
+        return list(await session.scalars(select(OutboxMessage).order_by(OutboxMessage.id)))
+
+
+def contents(messages: list[dict]) -> list[str]:
+    return [m["content"] for m in messages]
+
+
+async def test_message_is_delivered_once(db, clock, fake, make_worker):
+    fake.record_inbound("o-1", "message")
+    await enqueue_texts(db, clock, "o-1", "您的诉求已受理，编号XF20261125001")
+    worker = make_worker()
+    assert await worker.tick() == 1
+    assert await worker.tick() == 0
+    assert contents(fake.sent) == ["您的诉求已受理，编号XF20261125001"]
+    [row] = await outbox_rows(db)
+    assert (row.status, row.sent_at, row.attempts, row.lease_owner) == ("sent", clock.now(), 1, None)
+
+
+async def test_a_rolled_back_change_sends_nothing(db, clock, fake, make_worker):
+    fake.record_inbound("o-1", "message")
+    with pytest.raises(RuntimeError):
+        async with db.write() as session:
+            enqueue_text(session, clock, "o-1", "不该发出")
+            raise RuntimeError("the service failed after enqueuing")
+    assert await make_worker().tick() == 0
+    assert fake.sent == []
+
+
+async def test_a_held_back_row_waits_and_holds_later_ones(db, clock, fake, make_worker):
+    fake.record_inbound("o-1", "message")
+    async with db.write() as session:
+        enqueue_text(session, clock, "o-1", "第二段", not_before=clock.now() + timedelta(seconds=2))
+        enqueue_text(session, clock, "o-1", "第三段")
+    worker = make_worker()
+    assert await worker.tick() == 0
+    clock.advance(seconds=2)
+    assert await worker.tick() == 2
+    assert contents(fake.sent) == ["第二段", "第三段"]
+
+
+async def test_menu_rows_are_delivered_as_menus(db, clock, fake, make_worker):
+    fake.record_inbound("o-1", "event")
+    async with db.write() as session:
+        enqueue(
+            session,
+            clock,
+            "o-1",
+            "menu",
+            {"head": "请评价办理结果：", "options": [["r1", "满意"], ["r2", "不满意"]], "tail": ""},
+        )
+    assert await make_worker().tick() == 1
+    [sent] = fake.sent
+    assert sent["payload"]["msgmenu"]["list"] == [
+        {"id": "r1", "content": "满意"},
+        {"id": "r2", "content": "不满意"},
+    ]
+
+
+async def test_transient_failure_is_retried_with_backoff(db, clock, fake, make_worker):
+    fake.record_inbound("o-1", "message")
+    await enqueue_texts(db, clock, "o-1", "进展通知")
+    fake.add_fault(SEND, errcode=-1, times=2)
+    worker = make_worker(backoff_base_seconds=5)
+
+    assert await worker.tick() == 0
+    [row] = await outbox_rows(db)
+    assert (row.status, row.attempts, row.next_attempt_at) == (
+        "pending",
+        1,
+        clock.now() + timedelta(seconds=5),
+    )
+    assert row.last_error.startswith("-1 ")
+
+    clock.advance(seconds=4)
+    assert await worker.tick() == 0
+    assert fake.calls[SEND] == 1  # not due yet: not even attempted
+
+    clock.advance(seconds=1)
+    assert await worker.tick() == 0
+    [row] = await outbox_rows(db)
+    assert row.next_attempt_at == clock.now() + timedelta(seconds=10)  # doubled
+
+    clock.advance(seconds=10)
+    assert await worker.tick() == 1
+    assert contents(fake.sent) == ["进展通知"]
+
+
+async def test_gives_up_after_max_attempts(db, clock, fake, make_worker):
+    fake.record_inbound("o-1", "message")
+    await enqueue_texts(db, clock, "o-1", "进展通知")
+    fake.add_fault(SEND, errcode=45011, times=10)
+    worker = make_worker(max_attempts=3, backoff_base_seconds=1)
+    for _ in range(5):
+        await worker.tick()
+        clock.advance(minutes=1)
+    [row] = await outbox_rows(db)
+    assert (row.status, row.attempts) == ("failed", 3)
+    assert "45011" in row.last_error
+    assert fake.calls[SEND] == 3
+    assert fake.sent == []
+
+
+async def test_backoff_is_capped_at_an_hour(db, clock, fake, make_worker):
+    fake.record_inbound("o-1", "message")
+    [row_id] = await enqueue_texts(db, clock, "o-1", "进展通知")
+    async with db.write() as session:
+        await session.execute(update(OutboxMessage).where(OutboxMessage.id == row_id).values(attempts=12))
+    fake.add_fault(SEND, errcode=-1)
+    await make_worker(max_attempts=20, backoff_base_seconds=5).tick()
+    [row] = await outbox_rows(db)
+    assert row.next_attempt_at == clock.now() + timedelta(hours=1)
+
+
+async def test_closed_window_fails_at_once(db, clock, fake, make_worker):
+    # The resident never wrote: WeChat refuses (45015) and retrying cannot help.
+    await enqueue_texts(db, clock, "o-silent", "您的诉求已办结")
+    worker = make_worker()
+    assert await worker.tick() == 0
+    [row] = await outbox_rows(db)
+    assert row.status == "failed"
+    assert row.last_error.startswith("45015 ")
+    clock.advance(hours=2)
+    assert await worker.tick() == 0
+    assert fake.calls[SEND] == 1
+
+
+async def test_two_workers_deliver_each_row_exactly_once(db, db_url, clock, fake, make_worker):
+    expected = {}
+    for r in range(12):
+        openid = f"o-{r}"
+        fake.record_inbound(openid, "message")
+        expected[openid] = [f"{openid} 第{i}段" for i in range(4)]
+        await enqueue_texts(db, clock, openid, *expected[openid])
+    other_db = Database(db_url)  # a second process's engine
+    try:
+        first = make_worker("worker-1", batch_size=7)
+        second = make_worker("worker-2", database=other_db, batch_size=7)
+        delivered = 0
+        for _ in range(20):
+            results = await asyncio.gather(first.tick(), second.tick())
+            delivered += sum(results)
+            if delivered == 48:
+                break
+    finally:
+        await other_db.dispose()
+    assert delivered == 48
+    assert len(fake.sent) == 48
+    for openid, texts in expected.items():
+        assert contents(fake.sent_to(openid)) == texts
+    assert {row.status for row in await outbox_rows(db)} == {"sent"}
+
+
+async def test_a_crashed_workers_lease_is_reclaimed(db, clock, fake, make_worker):
+    fake.record_inbound("o-1", "message")
+    [row_id] = await enqueue_texts(db, clock, "o-1", "进展通知")
+    async with db.write() as session:  # claimed by a worker that then died
+        await session.execute(
+            update(OutboxMessage)
+            .where(OutboxMessage.id == row_id)
+            .values(lease_owner="crashed", lease_until=clock.now() + timedelta(seconds=60))
+        )
+    worker = make_worker(lease_seconds=60)
+    assert await worker.tick() == 0
+    clock.advance(seconds=60)
+    assert await worker.tick() == 1
+    assert contents(fake.sent) == ["进展通知"]
+
+
+async def test_a_worker_that_lost_its_lease_does_not_overwrite(db, clock, fake, make_worker):
+    fake.record_inbound("o-1", "message")
+    await enqueue_texts(db, clock, "o-1", "进展通知")
+    # The first worker's call hangs, then comes back refused; meanwhile its lease runs out.
+    fake.add_fault(SEND, delay_seconds=0.5, errcode=45015)
+    slow = asyncio.create_task(make_worker("slow", lease_seconds=60).tick())
+    for _ in range(200):  # until the slow call is in flight
+        if fake.calls[SEND]:
+            break
+        await asyncio.sleep(0.01)
+    clock.advance(seconds=61)
+    assert await make_worker("fast", lease_seconds=60).tick() == 1
+    assert await slow == 0
+    [row] = await outbox_rows(db)
+    assert (row.status, row.last_error) == ("sent", None)
+    assert contents(fake.sent) == ["进展通知"]
+
+
+async def test_a_residents_messages_keep_their_order(db, clock, fake, make_worker):
+    fake.record_inbound("o-x", "message")
+    fake.record_inbound("o-y", "message")
+    await enqueue_texts(db, clock, "o-x", "第一段", "第二段", "第三段")
+    await enqueue_texts(db, clock, "o-y", "别人的消息")
+    fake.add_fault(SEND, errcode=-1, touser="o-x")
+    worker = make_worker(backoff_base_seconds=5)
+
+    # The first chunk fails: the later two wait instead of overtaking it; other residents are not held up.
+    assert await worker.tick() == 1
+    assert contents(fake.sent) == ["别人的消息"]
+    assert await worker.tick() == 0
+    assert fake.calls[SEND] == 2
+
+    clock.advance(seconds=5)
+    assert await worker.tick() == 3
+    assert contents(fake.sent_to("o-x")) == ["第一段", "第二段", "第三段"]
+    rows = await outbox_rows(db)
+    assert [row.attempts for row in rows] == [2, 1, 1, 1]

@@ -1,0 +1,260 @@
+"""The outbound API client, talking over real HTTP to the fake WeChat mounted as in production."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from bot.clock import FakeClock
+from bot.config import Settings
+from bot.wechat.api import WeChatAPI, WeChatAPIError
+from bot.wechat.fake import FakeWeChat
+
+SEND = "message/custom/send"
+
+
+@pytest.fixture
+def fake(clock) -> FakeWeChat:
+    return FakeWeChat.from_settings(Settings(), clock)
+
+
+@pytest.fixture
+def raw_bodies() -> list[bytes]:
+    return []
+
+
+@pytest.fixture
+async def base_url(fake, raw_bodies):
+    @web.middleware
+    async def capture(request, handler):
+        # What actually went over the wire, before the fake parses it.
+        raw_bodies.append(await request.read())
+        return await handler(request)
+
+    parent = web.Application(middlewares=[capture])
+    parent.add_subapp("/fake-wechat/", fake.app())
+    server = TestServer(parent, host="127.0.0.1", port=0)
+    await server.start_server()
+    yield str(server.make_url("/fake-wechat"))
+    await server.close()
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+def make_api(http, base_url, clock):
+    def make(**kwargs) -> WeChatAPI:
+        options = {"backoff_base": 0, "clock": clock, **kwargs}
+        settings = Settings().wechat
+        return WeChatAPI(http, base_url=base_url, app_id=settings.app_id, app_secret=settings.app_secret, **options)
+
+    return make
+
+
+@pytest.fixture
+def api(make_api) -> WeChatAPI:
+    return make_api()
+
+
+async def test_text_goes_out_as_utf8_chinese(api, fake, raw_bodies):
+    fake.record_inbound("o-resident", "message")
+    await api.send_text("o-resident", "您的诉求已受理")
+    assert [m["content"] for m in fake.sent] == ["您的诉求已受理"]
+    assert any("您的诉求已受理".encode() in body for body in raw_bodies)
+    assert not any(b"\\u" in body for body in raw_bodies)
+
+
+async def test_token_is_fetched_once_and_reused(api, fake):
+    fake.record_inbound("o-1", "message")
+    await asyncio.gather(*(api.send_text("o-1", f"第{i}条") for i in range(3)))
+    await api.send_text("o-1", "再一条")
+    assert fake.calls["stable_token"] == 1
+    assert len(fake.sent) == 4
+
+
+async def test_token_is_renewed_before_it_expires(api, fake, clock):
+    fake.record_inbound("o-1", "message")
+    await api.send_text("o-1", "一")
+    clock.advance(seconds=7200 - 300 - 1)
+    await api.send_text("o-1", "二")
+    assert fake.calls["stable_token"] == 1
+    clock.advance(seconds=2)
+    await api.send_text("o-1", "三")
+    assert fake.calls["stable_token"] == 2
+    assert len(fake.sent) == 3
+
+
+async def test_token_expired_on_the_server_is_refreshed_once(make_api, fake, clock):
+    # The client's clock lags WeChat's: it still trusts a token WeChat has expired (42001).
+    api = make_api(clock=FakeClock(clock.now()))
+    fake.record_inbound("o-1", "message")
+    await api.send_text("o-1", "一")
+    clock.advance(seconds=7201)
+    await api.send_text("o-1", "二")
+    assert fake.calls["stable_token"] == 2
+    assert fake.calls[SEND] == 3
+    assert [m["content"] for m in fake.sent] == ["一", "二"]
+
+
+async def test_repeatedly_rejected_token_refreshes_once_then_gives_up(api, fake):
+    fake.record_inbound("o-1", "message")
+    fake.add_fault(SEND, errcode=40001, times=10)
+    with pytest.raises(WeChatAPIError) as caught:
+        await api.send_text("o-1", "你好")
+    assert caught.value.errcode == 40001
+    assert not caught.value.retryable
+    assert fake.calls[SEND] == 2
+    assert fake.calls["stable_token"] == 2
+    assert fake.sent == []
+
+
+async def test_concurrent_rejections_share_one_refresh(api, fake):
+    fake.record_inbound("o-1", "message")
+    await api.access_token()
+    fake.add_fault(SEND, errcode=40001, times=3)
+    await asyncio.gather(*(api.send_text("o-1", f"第{i}条") for i in range(3)))
+    assert fake.calls["stable_token"] == 2
+    assert len(fake.sent) == 3
+
+
+async def test_system_busy_is_retried_then_succeeds(make_api, fake):
+    api = make_api(max_retries=2)
+    fake.record_inbound("o-1", "message")
+    fake.add_fault(SEND, errcode=-1, times=2)
+    await api.send_text("o-1", "你好")
+    assert fake.calls[SEND] == 3
+    assert len(fake.sent) == 1
+
+
+async def test_system_busy_beyond_max_retries_raises_retryable(make_api, fake):
+    api = make_api(max_retries=2)
+    fake.record_inbound("o-1", "message")
+    fake.add_fault(SEND, errcode=-1, times=3)
+    with pytest.raises(WeChatAPIError) as caught:
+        await api.send_text("o-1", "你好")
+    assert caught.value.errcode == -1
+    assert caught.value.retryable
+    assert fake.calls[SEND] == 3
+    assert fake.sent == []
+
+
+async def test_http_5xx_is_retried_and_reported_as_minus_one(make_api, fake):
+    fake.record_inbound("o-1", "message")
+    fake.add_fault(SEND, http_status=502, times=1)
+    await make_api(max_retries=1).send_text("o-1", "一")
+    assert len(fake.sent) == 1
+
+    fake.add_fault(SEND, http_status=500, times=1)
+    with pytest.raises(WeChatAPIError) as caught:
+        await make_api(max_retries=0).send_text("o-1", "二")
+    assert caught.value.errcode == -1
+    assert "HTTP 500" in caught.value.errmsg
+
+
+async def test_timeout_becomes_minus_one_after_bounded_retries(make_api, fake):
+    api = make_api(timeout=0.2, max_retries=1)
+    await api.access_token()
+    fake.record_inbound("o-1", "message")
+    fake.add_fault(SEND, delay_seconds=0.6, errcode=-1, times=2)
+    started = time.monotonic()
+    with pytest.raises(WeChatAPIError) as caught:
+        await api.send_text("o-1", "你好")
+    assert caught.value.errcode == -1
+    assert "timeout" in caught.value.errmsg
+    assert fake.calls[SEND] == 2
+    assert time.monotonic() - started < 1.0
+
+
+async def test_other_errcodes_are_raised_at_once(make_api, fake):
+    api = make_api(max_retries=2)
+    with pytest.raises(WeChatAPIError) as caught:
+        await api.send_text("o-never-wrote", "你好")
+    assert caught.value.errcode == 45015
+    assert fake.calls[SEND] == 1
+
+
+async def test_wrong_secret_is_reported(http, base_url, fake):
+    api = WeChatAPI(http, base_url=base_url, app_id=fake.app_id, app_secret="wrong", backoff_base=0)
+    with pytest.raises(WeChatAPIError) as caught:
+        await api.send_text("o-1", "你好")
+    assert caught.value.errcode == 40125
+
+
+async def test_unreachable_server_is_minus_one(http):
+    api = WeChatAPI(http, base_url="http://127.0.0.1:9", app_id="a", app_secret="b", max_retries=1, backoff_base=0)
+    with pytest.raises(WeChatAPIError) as caught:
+        await api.access_token()
+    assert caught.value.errcode == -1
+    assert caught.value.retryable
+
+
+async def test_menu_message(api, fake):
+    fake.record_inbound("o-1", "event")
+    await api.send_menu("o-1", "请选择类别：", [("101", "物业与停车"), ("102", "邻里纠纷")], "回复序号亦可")
+    [sent] = fake.sent
+    assert sent["msgtype"] == "msgmenu"
+    assert sent["payload"]["msgmenu"] == {
+        "head_content": "请选择类别：",
+        "list": [{"id": "101", "content": "物业与停车"}, {"id": "102", "content": "邻里纠纷"}],
+        "tail_content": "回复序号亦可",
+    }
+
+
+async def test_template_message_needs_no_window(api, fake):
+    data = {"first": {"value": "您的诉求有新进展"}, "keyword1": {"value": "XF20261125001"}}
+    answer = await api.send_template("o-1", "tmpl-progress", data, url="https://example.org/c/1")
+    assert isinstance(answer["msgid"], int)
+    [sent] = fake.sent
+    assert sent["api"] == "template/send"
+    assert sent["payload"]["data"] == data
+    assert sent["payload"]["url"] == "https://example.org/c/1"
+
+
+async def test_template_message_without_template_id(api, fake):
+    with pytest.raises(WeChatAPIError) as caught:
+        await api.send_template("o-1", "", {})
+    assert caught.value.errcode == 40037
+    assert fake.sent == []
+
+
+async def test_media_download_and_expiry(api, fake, clock):
+    fake.add_media("media-1", b"\xff\xd8\xff\xe0photo", "image/jpeg")
+    assert await api.get_media("media-1") == (b"\xff\xd8\xff\xe0photo", "image/jpeg")
+    clock.advance(days=3)
+    with pytest.raises(WeChatAPIError) as caught:
+        await api.get_media("media-1")
+    assert caught.value.errcode == 40007
+
+
+async def test_unknown_media(api):
+    with pytest.raises(WeChatAPIError) as caught:
+        await api.get_media("nope")
+    assert caught.value.errcode == 40007
+
+
+async def test_qrcodes(api, fake):
+    temporary = await api.create_qrcode("grid-12", expire_seconds=3600)
+    assert temporary["expire_seconds"] == 3600
+    assert fake.qrcodes[temporary["ticket"]] == "grid-12"
+    permanent = await api.create_qrcode(42)
+    assert "expire_seconds" not in permanent
+    assert fake.qrcodes[permanent["ticket"]] == 42
+    assert permanent["url"].startswith("http://weixin.qq.com/q/")
+
+
+async def test_menu_creation(api, fake):
+    menu = {"button": [{"type": "click", "name": "我要反映", "key": "FILE_COMPLAINT"}]}
+    assert (await api.create_menu(menu))["errcode"] == 0
+    assert fake.menu == menu
+    with pytest.raises(WeChatAPIError) as caught:
+        await api.create_menu({"button": []})
+    assert caught.value.errcode == 40016
