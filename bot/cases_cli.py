@@ -4,11 +4,33 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from bot.config import Settings
-from bot.services import cases
+from bot.services import cases, drafts
 from storage.db import Database
-from storage.models import Case
+from storage.models import Case, DialogState
+
+
+@asynccontextmanager
+async def reading(settings: Settings) -> AsyncIterator[AsyncSession]:
+    """A read session on a database opened just for this command."""
+    db = Database(settings.database.url)
+    try:
+        async with db.read() as session:
+            yield session
+    finally:
+        await db.dispose()
+
+
+def print_json(data) -> int:
+    json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
+    print()
+    return 0
 
 
 def case_dict(case: Case, *, with_events: bool = False) -> dict:
@@ -43,17 +65,11 @@ def case_dict(case: Case, *, with_events: bool = False) -> dict:
 
 
 async def list_cases(settings: Settings, *, status: str | None, as_json: bool, limit: int) -> int:
-    db = Database(settings.database.url)
-    try:
-        async with db.read() as session:
-            found = await cases.listing(session, status=status, limit=limit)
-            rows = [case_dict(c) for c in found]
-    finally:
-        await db.dispose()
+    async with reading(settings) as session:
+        found = await cases.listing(session, status=status, limit=limit)
+        rows = [case_dict(c) for c in found]
     if as_json:
-        json.dump(rows, sys.stdout, ensure_ascii=False, indent=2)
-        print()
-        return 0
+        return print_json(rows)
     tz = settings.tz
     for c in found:
         print(
@@ -66,20 +82,14 @@ async def list_cases(settings: Settings, *, status: str | None, as_json: bool, l
 
 
 async def show_case(settings: Settings, number: str, *, as_json: bool) -> int:
-    db = Database(settings.database.url)
-    try:
-        async with db.read() as session:
-            case = await cases.get(session, cases.normalize_number(number, settings.complaint.case_number_prefix))
-            data = case_dict(case, with_events=True) if case else None
-    finally:
-        await db.dispose()
+    async with reading(settings) as session:
+        case = await cases.get(session, cases.normalize_number(number, settings.complaint.case_number_prefix))
+        data = case_dict(case, with_events=True) if case else None
     if data is None:
         print(f"没有找到案件 {number} / no such case", file=sys.stderr)
         return 1
     if as_json:
-        json.dump(data, sys.stdout, ensure_ascii=False, indent=2)
-        print()
-        return 0
+        return print_json(data)
     for key, value in data.items():
         if key != "ledger":
             print(f"{key:>14}: {value}")
@@ -91,36 +101,25 @@ async def show_case(settings: Settings, number: str, *, as_json: bool) -> int:
 
 async def list_drafts(settings: Settings, *, human_only: bool, as_json: bool) -> int:
     """Unfinished dialogs; with --human only those whose resident asked for a person (人工)."""
-    from sqlalchemy import select
-
-    from bot.services import drafts
-    from storage.models import DialogState
-
-    db = Database(settings.database.url)
-    try:
-        async with db.read() as session:
-            if human_only:
-                found = await drafts.waiting_for_staff(session)
-            else:
-                found = list(await session.scalars(select(DialogState).order_by(DialogState.updated_at)))
-            rows = [
-                {
-                    "openid": d.openid,
-                    "dialog": d.dialog,
-                    "step": d.step + 1,
-                    "mode": d.mode,
-                    "needs_human": d.needs_human,
-                    "updated_at": d.updated_at.isoformat(),
-                    "answers": d.data,
-                }
-                for d in found
-            ]
-    finally:
-        await db.dispose()
+    async with reading(settings) as session:
+        if human_only:
+            found = await drafts.waiting_for_staff(session)
+        else:
+            found = list(await session.scalars(select(DialogState).order_by(DialogState.updated_at)))
+        rows = [
+            {
+                "openid": d.openid,
+                "dialog": d.dialog,
+                "step": d.step + 1,
+                "mode": d.mode,
+                "needs_human": d.needs_human,
+                "updated_at": d.updated_at.isoformat(),
+                "answers": d.data,
+            }
+            for d in found
+        ]
     if as_json:
-        json.dump(rows, sys.stdout, ensure_ascii=False, indent=2)
-        print()
-        return 0
+        return print_json(rows)
     for r in rows:
         flag = "人工" if r["needs_human"] else "    "
         print(f"{r['updated_at'][:16]}  {flag}  {r['openid']}  {r['dialog']} 第{r['step']}步 ({r['mode']})")

@@ -11,18 +11,20 @@ import asyncio
 import os
 import socket
 import uuid
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 
 import aiohttp
 import asyncpg
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from sqlalchemy import text
 
 from bot import app as app_module
 from bot.clock import FakeClock
 from bot.config import Settings, load_settings
+from bot.wechat.fake import FakeWeChat
 from bot.wechat.simulator import Resident, WeChatServer
 from storage import migrate
 from storage.db import Database
@@ -35,29 +37,38 @@ def _pg_required() -> bool:
     return os.environ.get("FRONTDOOR_REQUIRE_PG") == "1"
 
 
-@pytest.fixture(scope="session")
-def pg_url():
-    """A fresh PostgreSQL database for this test session, migrated to head; dropped at the end."""
-    name = f"frontdoor_test_{uuid.uuid4().hex[:10]}"
-
-    async def _admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
-
+async def _pg_admin(sql: str) -> None:
+    conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
     try:
-        asyncio.run(_admin(f'CREATE DATABASE "{name}"'))
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+@contextmanager
+def pg_database(prefix: str):
+    """A new, empty PostgreSQL database (its SQLAlchemy URL), dropped afterwards. Skips when the server is
+    unreachable — or fails, when FRONTDOOR_REQUIRE_PG=1 (CI)."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    try:
+        asyncio.run(_pg_admin(f'CREATE DATABASE "{name}"'))
     except (OSError, asyncpg.PostgresError) as exc:
         if _pg_required():
             pytest.fail(f"PostgreSQL required (FRONTDOOR_REQUIRE_PG=1) but unreachable: {exc}")
         pytest.skip(f"PostgreSQL unreachable: {exc}")
     base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-    url = f"{base}/{name}"
-    migrate.upgrade(url)
-    yield url
-    asyncio.run(_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    try:
+        yield f"{base}/{name}"
+    finally:
+        asyncio.run(_pg_admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+
+
+@pytest.fixture(scope="session")
+def pg_url():
+    """A fresh PostgreSQL database for this test session, migrated to head."""
+    with pg_database("frontdoor_test") as url:
+        migrate.upgrade(url)
+        yield url
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -174,3 +185,38 @@ async def start_harness(db_url: str, clock: FakeClock, *, fresh: bool = True, **
 async def harness(db_url, clock):
     async with start_harness(db_url, clock) as h:
         yield h
+
+
+# ---- the fake WeChat API alone, over real HTTP, mounted at /fake-wechat/ as in production ---------------------
+
+
+@pytest.fixture
+def fake(clock) -> FakeWeChat:
+    return FakeWeChat.from_settings(Settings(), clock)
+
+
+@pytest.fixture
+def raw_bodies() -> list[bytes]:
+    """What actually went over the wire to the fake, before it parsed anything."""
+    return []
+
+
+@pytest.fixture
+async def base_url(fake, raw_bodies):
+    @web.middleware
+    async def capture(request, handler):
+        raw_bodies.append(await request.read())
+        return await handler(request)
+
+    parent = web.Application(middlewares=[capture])
+    parent.add_subapp("/fake-wechat/", fake.app())
+    server = TestServer(parent, host="127.0.0.1", port=0)
+    await server.start_server()
+    yield str(server.make_url("/fake-wechat"))
+    await server.close()
+
+
+@pytest.fixture
+async def http():
+    async with aiohttp.ClientSession() as session:
+        yield session

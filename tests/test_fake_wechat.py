@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from bot.config import Settings
 from bot.wechat.api import WeChatAPI, WeChatAPIError
-from bot.wechat.fake import FakeWeChat
 
 SETTINGS = Settings()
 APP_ID = SETTINGS.wechat.app_id
 SECRET = SETTINGS.wechat.app_secret
-
-
-@pytest.fixture
-def fake(clock) -> FakeWeChat:
-    return FakeWeChat.from_settings(SETTINGS, clock)
-
-
-@pytest.fixture
-async def base_url(fake):
-    parent = web.Application()
-    parent.add_subapp("/fake-wechat/", fake.app())
-    server = TestServer(parent, host="127.0.0.1", port=0)
-    await server.start_server()
-    yield str(server.make_url("/fake-wechat"))
-    await server.close()
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture

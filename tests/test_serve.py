@@ -1,18 +1,15 @@
 """The README's way in: `frontdoor serve` on its embedded defaults, then `frontdoor chat` — as real processes."""
 
-import asyncio
 import os
 import signal
 import subprocess
 import sys
 import time
 import urllib.request
-import uuid
 
-import asyncpg
 import pytest
 
-from tests.conftest import PG_ADMIN_URL, free_port
+from tests.conftest import free_port, pg_database
 
 
 def wait_healthy(port: int, proc: subprocess.Popen, timeout: float = 30) -> None:
@@ -76,45 +73,16 @@ def test_serve_on_embedded_defaults_then_chat_files_a_complaint(served):
 
 
 def test_serve_on_postgresql_refuses_an_unmigrated_database(tmp_path):
-    name = f"frontdoor_unmigrated_{uuid.uuid4().hex[:8]}"
+    with pg_database("frontdoor_unmigrated") as url:
+        env = {**os.environ, "FRONTDOOR_DATABASE_URL": url, "FRONTDOOR_SERVER_PORT": str(free_port())}
 
-    async def admin(sql: str) -> None:
-        conn = await asyncpg.connect(PG_ADMIN_URL, timeout=5)
-        try:
-            await conn.execute(sql)
-        finally:
-            await conn.close()
+        def frontdoor(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(
+                [sys.executable, "-m", "bot", *args], cwd=tmp_path, env=env, text=True, capture_output=True, timeout=60
+            )
 
-    try:
-        asyncio.run(admin(f'CREATE DATABASE "{name}"'))
-    except (OSError, asyncpg.PostgresError) as exc:
-        if os.environ.get("FRONTDOOR_REQUIRE_PG") == "1":
-            pytest.fail(f"PostgreSQL required: {exc}")
-        pytest.skip(f"PostgreSQL unreachable: {exc}")
-    try:
-        base = PG_ADMIN_URL.rsplit("/", 1)[0].replace("postgresql://", "postgresql+asyncpg://", 1)
-        env = {**os.environ, "FRONTDOOR_DATABASE_URL": f"{base}/{name}", "FRONTDOOR_SERVER_PORT": str(free_port())}
-        done = subprocess.run(
-            [sys.executable, "-m", "bot", "serve"], cwd=tmp_path, env=env, text=True, capture_output=True, timeout=60
-        )
-        assert done.returncode == 2 and "frontdoor db upgrade" in done.stderr
-        up = subprocess.run(
-            [sys.executable, "-m", "bot", "db", "upgrade"],
-            cwd=tmp_path,
-            env=env,
-            text=True,
-            capture_output=True,
-            timeout=60,
-        )
-        assert up.returncode == 0, up.stderr
-        check = subprocess.run(
-            [sys.executable, "-m", "bot", "db", "check"],
-            cwd=tmp_path,
-            env=env,
-            text=True,
-            capture_output=True,
-            timeout=60,
-        )
-        assert "up to date" in check.stdout
-    finally:
-        asyncio.run(admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        refused = frontdoor("serve")
+        assert refused.returncode == 2 and "frontdoor db upgrade" in refused.stderr
+        upgraded = frontdoor("db", "upgrade")
+        assert upgraded.returncode == 0, upgraded.stderr
+        assert "up to date" in frontdoor("db", "check").stdout

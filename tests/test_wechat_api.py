@@ -5,49 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 
-import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from bot.clock import FakeClock
 from bot.config import Settings
 from bot.wechat.api import WeChatAPI, WeChatAPIError
-from bot.wechat.fake import FakeWeChat
 
 SEND = "message/custom/send"
-
-
-@pytest.fixture
-def fake(clock) -> FakeWeChat:
-    return FakeWeChat.from_settings(Settings(), clock)
-
-
-@pytest.fixture
-def raw_bodies() -> list[bytes]:
-    return []
-
-
-@pytest.fixture
-async def base_url(fake, raw_bodies):
-    @web.middleware
-    async def capture(request, handler):
-        # What actually went over the wire, before the fake parses it.
-        raw_bodies.append(await request.read())
-        return await handler(request)
-
-    parent = web.Application(middlewares=[capture])
-    parent.add_subapp("/fake-wechat/", fake.app())
-    server = TestServer(parent, host="127.0.0.1", port=0)
-    await server.start_server()
-    yield str(server.make_url("/fake-wechat"))
-    await server.close()
-
-
-@pytest.fixture
-async def http():
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 @pytest.fixture
