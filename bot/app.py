@@ -20,11 +20,13 @@ from bot.wechat.api import WeChatAPI
 from bot.wechat.fake import FakeWeChat
 from bot.wechat.webhook import Webhook
 from storage.db import Database
+from storage.fast import open_store
 
 log = logging.getLogger(__name__)
 
 SETTINGS = web.AppKey("settings", Settings)
 DB = web.AppKey("db", Database)
+STORE = web.AppKey("store", object)
 INTAKE = web.AppKey("intake", Intake)
 API = web.AppKey("api", WeChatAPI)
 FAKE = web.AppKey("fake", FakeWeChat)
@@ -61,9 +63,14 @@ def build_app(
         pool_size=settings.database.pool_size,
         sqlite_busy_timeout_ms=settings.database.sqlite_busy_timeout_ms,
     )
-    intake = Intake(db, route, clock=clock, settings=settings, texts=texts)
+    store = open_store(
+        settings.database.url,
+        pool_size=settings.database.pool_size,
+        sqlite_busy_timeout_ms=settings.database.sqlite_busy_timeout_ms,
+    )
+    intake = Intake(store, route, clock=clock, settings=settings, texts=texts)
     app = web.Application()
-    app[SETTINGS], app[DB], app[INTAKE] = settings, db, intake
+    app[SETTINGS], app[DB], app[STORE], app[INTAKE] = settings, db, store, intake
     app.add_routes([web.get("/healthz", healthz), *Webhook(settings, intake).routes()])
     if settings.wechat.fake_api:
         fake = FakeWeChat.from_settings(settings, clock)
@@ -73,6 +80,7 @@ def build_app(
     async def database(app: web.Application):
         yield
         await intake.drain()
+        await store.close()
         await db.dispose()
 
     async def wechat_client(app: web.Application):

@@ -7,24 +7,21 @@ import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from bot.config import Settings
 from bot.services import cases, drafts
-from storage.db import Database
-from storage.models import Case, DialogState
+from bot.services.cases import Case
+from storage.fast import Tx, open_store
 
 
 @asynccontextmanager
-async def reading(settings: Settings) -> AsyncIterator[AsyncSession]:
-    """A read session on a database opened just for this command."""
-    db = Database(settings.database.url)
+async def reading(settings: Settings) -> AsyncIterator[Tx]:
+    """A read transaction on a database opened just for this command."""
+    store = open_store(settings.database.url, pool_size=1)
     try:
-        async with db.read() as session:
-            yield session
+        async with store.read() as tx:
+            yield tx
     finally:
-        await db.dispose()
+        await store.close()
 
 
 def print_json(data) -> int:
@@ -65,8 +62,8 @@ def case_dict(case: Case, *, with_events: bool = False) -> dict:
 
 
 async def list_cases(settings: Settings, *, status: str | None, as_json: bool, limit: int) -> int:
-    async with reading(settings) as session:
-        found = await cases.listing(session, status=status, limit=limit)
+    async with reading(settings) as tx:
+        found = await cases.listing(tx, status=status, limit=limit)
         rows = [case_dict(c) for c in found]
     if as_json:
         return print_json(rows)
@@ -82,8 +79,8 @@ async def list_cases(settings: Settings, *, status: str | None, as_json: bool, l
 
 
 async def show_case(settings: Settings, number: str, *, as_json: bool) -> int:
-    async with reading(settings) as session:
-        case = await cases.get(session, cases.normalize_number(number, settings.complaint.case_number_prefix))
+    async with reading(settings) as tx:
+        case = await cases.get(tx, cases.normalize_number(number, settings.complaint.case_number_prefix))
         data = case_dict(case, with_events=True) if case else None
     if data is None:
         print(f"没有找到案件 {number} / no such case", file=sys.stderr)
@@ -101,11 +98,8 @@ async def show_case(settings: Settings, number: str, *, as_json: bool) -> int:
 
 async def list_drafts(settings: Settings, *, human_only: bool, as_json: bool) -> int:
     """Unfinished dialogs; with --human only those whose resident asked for a person (人工)."""
-    async with reading(settings) as session:
-        if human_only:
-            found = await drafts.waiting_for_staff(session)
-        else:
-            found = list(await session.scalars(select(DialogState).order_by(DialogState.updated_at)))
+    async with reading(settings) as tx:
+        found = await drafts.listing(tx, human_only=human_only, limit=10_000)
         rows = [
             {
                 "openid": d.openid,

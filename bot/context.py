@@ -4,16 +4,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
 from bot.clock import Clock
 from bot.config import Settings
 from bot.texts import Texts
+from storage.fast import Tx
 
 
 @dataclass
 class Ctx:
-    session: AsyncSession
+    tx: Tx
     clock: Clock
     settings: Settings
     texts: Texts

@@ -17,9 +17,6 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
-from sqlalchemy import select
-from sqlalchemy.exc import IntegrityError
-
 from bot.clock import Clock
 from bot.config import Settings
 from bot.context import Ctx
@@ -28,8 +25,7 @@ from bot.notify import enqueue_text
 from bot.texts import Texts
 from bot.wechat.inbound import Inbound
 from bot.wechat.protocol import split_text
-from storage.db import Database
-from storage.models import InboundMessage
+from storage.fast import Conflict, Store, js, unjs
 
 log = logging.getLogger(__name__)
 
@@ -49,8 +45,8 @@ class _Job:
 
 
 class Intake:
-    def __init__(self, db: Database, handler: Handler, *, clock: Clock, settings: Settings, texts: Texts):
-        self.db = db
+    def __init__(self, store: Store, handler: Handler, *, clock: Clock, settings: Settings, texts: Texts):
+        self.store = store
         self.handler = handler
         self.clock = clock
         self.settings = settings
@@ -84,7 +80,7 @@ class Intake:
         async with self.locks.hold(msg.openid):
             try:
                 return await self._handle_once(job)
-            except IntegrityError:
+            except Conflict:
                 # Another instance stored this message first: our effects rolled back; answer as it did.
                 return await self._stored_answer(msg.dedupe_key)
             except Exception:
@@ -94,11 +90,11 @@ class Intake:
 
     async def _handle_once(self, job: _Job) -> str | None:
         msg = job.msg
-        async with self.db.write() as session:
-            existing = await session.scalar(select(InboundMessage).where(InboundMessage.dedupe_key == msg.dedupe_key))
+        async with self.store.write() as tx:
+            existing = await tx.one(_STORED, key=msg.dedupe_key)
             if existing is not None:
                 return _answer_of(existing)
-            ctx = Ctx(session=session, clock=self.clock, settings=self.settings, texts=self.texts, openid=msg.openid)
+            ctx = Ctx(tx=tx, clock=self.clock, settings=self.settings, texts=self.texts, openid=msg.openid)
             reply = await self.handler(ctx, msg)
             chunks = split_text(reply, self.settings.webhook.max_text_bytes) if reply else []
             # From here the answer is fixed; a request that times out now waits for the commit instead.
@@ -107,22 +103,21 @@ class Intake:
             # Continuations wait a moment so they cannot overtake the passive reply WeChat is about to show.
             not_before = None if deferred else self.clock.now() + CONTINUATION_DELAY
             for chunk in chunks if deferred else chunks[1:]:
-                enqueue_text(session, self.clock, msg.openid, chunk, not_before=not_before)
-            session.add(
-                InboundMessage(
-                    dedupe_key=msg.dedupe_key,
-                    openid=msg.openid,
-                    msg_type=msg.event or msg.kind,
-                    received_at=self.clock.now(),
-                    status="deferred" if deferred else "replied",
-                    reply=None if deferred else chunks[:1],
-                )
+                await enqueue_text(tx, self.clock, msg.openid, chunk, not_before=not_before)
+            await tx.run(
+                _STORE,
+                key=msg.dedupe_key,
+                openid=msg.openid,
+                msg_type=msg.event or msg.kind,
+                at=tx.ts(self.clock.now()),
+                status="deferred" if deferred else "replied",
+                reply=None if deferred else js(chunks[:1]),
             )
         return None if deferred or not chunks else chunks[0]
 
     async def _stored_answer(self, dedupe_key: str) -> str | None:
-        async with self.db.read() as session:
-            row = await session.scalar(select(InboundMessage).where(InboundMessage.dedupe_key == dedupe_key))
+        async with self.store.read() as tx:
+            row = await tx.one(_STORED, key=dedupe_key)
         return _answer_of(row) if row is not None else None
 
     async def drain(self) -> None:
@@ -131,7 +126,14 @@ class Intake:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
 
-def _answer_of(row: InboundMessage) -> str | None:
-    if row.status != "replied" or not row.reply:
+_STORED = "SELECT status, reply FROM inbound_messages WHERE dedupe_key = :key"
+_STORE = """
+INSERT INTO inbound_messages (dedupe_key, openid, msg_type, received_at, status, reply)
+VALUES (:key, :openid, :msg_type, :at, :status, :reply)"""
+
+
+def _answer_of(row) -> str | None:
+    reply = unjs(row["reply"]) if row["reply"] is not None else None
+    if row["status"] != "replied" or not reply:
         return None
-    return row.reply[0]
+    return reply[0]

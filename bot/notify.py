@@ -16,13 +16,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, exists, or_, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
 from bot.clock import Clock
 from bot.config import OutboxSettings
 from bot.wechat.api import WeChatAPI, WeChatAPIError
 from storage.db import Database
+from storage.fast import Tx, js
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -36,39 +36,27 @@ WINDOW_ERRCODES = frozenset({45015, 45047})
 _CLAIM_LOCK_KEY = 0x6F7574626F78  # "outbox"
 
 
-def enqueue(
-    session: AsyncSession,
-    clock: Clock,
-    openid: str,
-    kind: str,
-    payload: dict,
-    *,
-    not_before: datetime | None = None,
-) -> OutboxMessage:
-    """Add a pending row to the caller's transaction (no commit): sent only if that transaction commits.
+_ENQUEUE = """
+INSERT INTO outbox (openid, kind, payload, status, attempts, next_attempt_at, created_at)
+VALUES (:openid, :kind, :payload, 'pending', 0, :due, :now) RETURNING id"""
+
+
+async def enqueue(
+    tx: Tx, clock: Clock, openid: str, kind: str, payload: dict, *, not_before: datetime | None = None
+) -> int:
+    """Add a pending row in the caller's transaction: sent only if that transaction commits. Its id.
 
     Payloads: "text" {"content"}; "menu" {"head", "options": [[id, label], …], "tail"};
     "template" {"template_id", "data", "url"?}. `not_before` holds the row back, e.g. so a continuation
     does not overtake the passive reply WeChat has not yet shown.
     """
     now = clock.now()
-    row = OutboxMessage(
-        openid=openid,
-        kind=kind,
-        payload=payload,
-        status="pending",
-        attempts=0,
-        next_attempt_at=max(now, not_before) if not_before else now,
-        created_at=now,
-    )
-    session.add(row)
-    return row
+    due = max(now, not_before) if not_before else now
+    return await tx.val(_ENQUEUE, openid=openid, kind=kind, payload=js(payload), due=tx.ts(due), now=tx.ts(now))
 
 
-def enqueue_text(
-    session: AsyncSession, clock: Clock, openid: str, text: str, *, not_before: datetime | None = None
-) -> OutboxMessage:
-    return enqueue(session, clock, openid, "text", {"content": text}, not_before=not_before)
+async def enqueue_text(tx: Tx, clock: Clock, openid: str, text: str, *, not_before: datetime | None = None) -> int:
+    return await enqueue(tx, clock, openid, "text", {"content": text}, not_before=not_before)
 
 
 @dataclass(frozen=True)

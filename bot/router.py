@@ -12,8 +12,8 @@ from bot.wechat.inbound import Inbound
 async def route(ctx: Ctx, msg: Inbound) -> str | None:
     if msg.kind == "event":
         return await events.handle(ctx, msg)
-    await residents.seen(ctx.session, msg.openid, ctx.clock.now(), interaction=True)
-    state = await drafts.get(ctx.session, msg.openid)
+    await residents.seen(ctx.tx, msg.openid, ctx.clock.now(), interaction=True)
+    state = await drafts.get(ctx.tx, msg.openid)
     if state is not None:
         return await ENGINE.handle(ctx, state, msg)
     return await resident.handle(ctx, msg)

@@ -28,6 +28,7 @@ from bot.wechat.fake import FakeWeChat
 from bot.wechat.simulator import Resident, WeChatServer
 from storage import migrate
 from storage.db import Database
+from storage.fast import open_store
 from storage.models import Base
 
 PG_ADMIN_URL = os.environ.get("FRONTDOOR_TEST_PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -86,6 +87,14 @@ async def db(db_url):
     await truncate_all(database)
     yield database
     await database.dispose()
+
+
+@pytest.fixture
+async def store(db, db_url):
+    """The hot path's plain-SQL store on the same (already emptied) database."""
+    fast = open_store(db_url)
+    yield fast
+    await fast.close()
 
 
 @pytest.fixture

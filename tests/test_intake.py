@@ -76,7 +76,7 @@ async def _too_slow(harness):
     assert await count(harness, OutboxMessage) == 1
 
 
-async def test_one_residents_messages_run_in_order_others_in_parallel(db, clock, settings):
+async def test_one_residents_messages_run_in_order_others_in_parallel(store, clock, settings):
     seen: list[tuple[str, str]] = []
     running: set[str] = set()
     overlap = False
@@ -91,7 +91,7 @@ async def test_one_residents_messages_run_in_order_others_in_parallel(db, clock,
         running.discard(ctx.openid)
         return msg.text
 
-    intake = Intake(db, handler, clock=clock, settings=settings, texts=Texts())
+    intake = Intake(store, handler, clock=clock, settings=settings, texts=Texts())
     msgs = [
         Inbound(openid=f"o_{p}", kind="text", created=1, msg_id=p * 100 + i, text=str(i))
         for i in range(8)
@@ -102,7 +102,7 @@ async def test_one_residents_messages_run_in_order_others_in_parallel(db, clock,
     for p in range(3):
         assert [t for o, t in seen if o == f"o_{p}"] == [str(i) for i in range(8)]
     # SQLite gives writers turns, so residents interleave rather than overlap; PostgreSQL runs them together.
-    assert overlap or db.is_sqlite
+    assert overlap or store.is_sqlite
 
 
 async def test_concurrent_submissions_get_distinct_sequential_numbers(harness):

@@ -47,10 +47,9 @@ def make_worker(db, api, clock, settings):
     return make
 
 
-async def enqueue_texts(db, clock, openid: str, *texts: str) -> list[int]:
-    async with db.write() as session:
-        rows = [enqueue_text(session, clock, openid, text) for text in texts]
-    return [row.id for row in rows]
+async def enqueue_texts(store, clock, openid: str, *texts: str) -> list[int]:
+    async with store.write() as tx:
+        return [await enqueue_text(tx, clock, openid, text) for text in texts]
 
 
 async def outbox_rows(db) -> list[OutboxMessage]:
@@ -62,9 +61,9 @@ def contents(messages: list[dict]) -> list[str]:
     return [m["content"] for m in messages]
 
 
-async def test_message_is_delivered_once(db, clock, fake, make_worker):
+async def test_message_is_delivered_once(db, store, clock, fake, make_worker):
     fake.record_inbound("o-1", "message")
-    await enqueue_texts(db, clock, "o-1", "您的诉求已受理，编号XF20261125001")
+    await enqueue_texts(store, clock, "o-1", "您的诉求已受理，编号XF20261125001")
     worker = make_worker()
     assert await worker.tick() == 1
     assert await worker.tick() == 0
@@ -73,21 +72,21 @@ async def test_message_is_delivered_once(db, clock, fake, make_worker):
     assert (row.status, row.sent_at, row.attempts, row.lease_owner) == ("sent", clock.now(), 1, None)
 
 
-async def test_a_rolled_back_change_sends_nothing(db, clock, fake, make_worker):
+async def test_a_rolled_back_change_sends_nothing(db, store, clock, fake, make_worker):
     fake.record_inbound("o-1", "message")
     with pytest.raises(RuntimeError):
-        async with db.write() as session:
-            enqueue_text(session, clock, "o-1", "不该发出")
+        async with store.write() as tx:
+            await enqueue_text(tx, clock, "o-1", "不该发出")
             raise RuntimeError("the service failed after enqueuing")
     assert await make_worker().tick() == 0
     assert fake.sent == []
 
 
-async def test_a_held_back_row_waits_and_holds_later_ones(db, clock, fake, make_worker):
+async def test_a_held_back_row_waits_and_holds_later_ones(db, store, clock, fake, make_worker):
     fake.record_inbound("o-1", "message")
-    async with db.write() as session:
-        enqueue_text(session, clock, "o-1", "第二段", not_before=clock.now() + timedelta(seconds=2))
-        enqueue_text(session, clock, "o-1", "第三段")
+    async with store.write() as tx:
+        await enqueue_text(tx, clock, "o-1", "第二段", not_before=clock.now() + timedelta(seconds=2))
+        await enqueue_text(tx, clock, "o-1", "第三段")
     worker = make_worker()
     assert await worker.tick() == 0
     clock.advance(seconds=2)
@@ -95,11 +94,11 @@ async def test_a_held_back_row_waits_and_holds_later_ones(db, clock, fake, make_
     assert contents(fake.sent) == ["第二段", "第三段"]
 
 
-async def test_menu_rows_are_delivered_as_menus(db, clock, fake, make_worker):
+async def test_menu_rows_are_delivered_as_menus(db, store, clock, fake, make_worker):
     fake.record_inbound("o-1", "event")
-    async with db.write() as session:
-        enqueue(
-            session,
+    async with store.write() as tx:
+        await enqueue(
+            tx,
             clock,
             "o-1",
             "menu",
@@ -113,9 +112,9 @@ async def test_menu_rows_are_delivered_as_menus(db, clock, fake, make_worker):
     ]
 
 
-async def test_transient_failure_is_retried_with_backoff(db, clock, fake, make_worker):
+async def test_transient_failure_is_retried_with_backoff(db, store, clock, fake, make_worker):
     fake.record_inbound("o-1", "message")
-    await enqueue_texts(db, clock, "o-1", "进展通知")
+    await enqueue_texts(store, clock, "o-1", "进展通知")
     fake.add_fault(SEND, errcode=-1, times=2)
     worker = make_worker(backoff_base_seconds=5)
 
@@ -142,9 +141,9 @@ async def test_transient_failure_is_retried_with_backoff(db, clock, fake, make_w
     assert contents(fake.sent) == ["进展通知"]
 
 
-async def test_gives_up_after_max_attempts(db, clock, fake, make_worker):
+async def test_gives_up_after_max_attempts(db, store, clock, fake, make_worker):
     fake.record_inbound("o-1", "message")
-    await enqueue_texts(db, clock, "o-1", "进展通知")
+    await enqueue_texts(store, clock, "o-1", "进展通知")
     fake.add_fault(SEND, errcode=45011, times=10)
     worker = make_worker(max_attempts=3, backoff_base_seconds=1)
     for _ in range(5):
@@ -157,9 +156,9 @@ async def test_gives_up_after_max_attempts(db, clock, fake, make_worker):
     assert fake.sent == []
 
 
-async def test_backoff_is_capped_at_an_hour(db, clock, fake, make_worker):
+async def test_backoff_is_capped_at_an_hour(db, store, clock, fake, make_worker):
     fake.record_inbound("o-1", "message")
-    [row_id] = await enqueue_texts(db, clock, "o-1", "进展通知")
+    [row_id] = await enqueue_texts(store, clock, "o-1", "进展通知")
     async with db.write() as session:
         await session.execute(update(OutboxMessage).where(OutboxMessage.id == row_id).values(attempts=12))
     fake.add_fault(SEND, errcode=-1)
@@ -168,9 +167,9 @@ async def test_backoff_is_capped_at_an_hour(db, clock, fake, make_worker):
     assert row.next_attempt_at == clock.now() + timedelta(hours=1)
 
 
-async def test_closed_window_fails_at_once(db, clock, fake, make_worker):
+async def test_closed_window_fails_at_once(db, store, clock, fake, make_worker):
     # The resident never wrote: WeChat refuses (45015) and retrying cannot help.
-    await enqueue_texts(db, clock, "o-silent", "您的诉求已办结")
+    await enqueue_texts(store, clock, "o-silent", "您的诉求已办结")
     worker = make_worker()
     assert await worker.tick() == 0
     [row] = await outbox_rows(db)
@@ -181,13 +180,13 @@ async def test_closed_window_fails_at_once(db, clock, fake, make_worker):
     assert fake.calls[SEND] == 1
 
 
-async def test_two_workers_deliver_each_row_exactly_once(db, db_url, clock, fake, make_worker):
+async def test_two_workers_deliver_each_row_exactly_once(db, store, db_url, clock, fake, make_worker):
     expected = {}
     for r in range(12):
         openid = f"o-{r}"
         fake.record_inbound(openid, "message")
         expected[openid] = [f"{openid} 第{i}段" for i in range(4)]
-        await enqueue_texts(db, clock, openid, *expected[openid])
+        await enqueue_texts(store, clock, openid, *expected[openid])
     other_db = Database(db_url)  # a second process's engine
     try:
         first = make_worker("worker-1", batch_size=7)
@@ -207,9 +206,9 @@ async def test_two_workers_deliver_each_row_exactly_once(db, db_url, clock, fake
     assert {row.status for row in await outbox_rows(db)} == {"sent"}
 
 
-async def test_a_crashed_workers_lease_is_reclaimed(db, clock, fake, make_worker):
+async def test_a_crashed_workers_lease_is_reclaimed(db, store, clock, fake, make_worker):
     fake.record_inbound("o-1", "message")
-    [row_id] = await enqueue_texts(db, clock, "o-1", "进展通知")
+    [row_id] = await enqueue_texts(store, clock, "o-1", "进展通知")
     async with db.write() as session:  # claimed by a worker that then died
         await session.execute(
             update(OutboxMessage)
@@ -223,9 +222,9 @@ async def test_a_crashed_workers_lease_is_reclaimed(db, clock, fake, make_worker
     assert contents(fake.sent) == ["进展通知"]
 
 
-async def test_a_worker_that_lost_its_lease_does_not_overwrite(db, clock, fake, make_worker):
+async def test_a_worker_that_lost_its_lease_does_not_overwrite(db, store, clock, fake, make_worker):
     fake.record_inbound("o-1", "message")
-    await enqueue_texts(db, clock, "o-1", "进展通知")
+    await enqueue_texts(store, clock, "o-1", "进展通知")
     # The first worker's call hangs, then comes back refused; meanwhile its lease runs out.
     fake.add_fault(SEND, delay_seconds=0.5, errcode=45015)
     slow = asyncio.create_task(make_worker("slow", lease_seconds=60).tick())
@@ -241,11 +240,11 @@ async def test_a_worker_that_lost_its_lease_does_not_overwrite(db, clock, fake, 
     assert contents(fake.sent) == ["进展通知"]
 
 
-async def test_a_residents_messages_keep_their_order(db, clock, fake, make_worker):
+async def test_a_residents_messages_keep_their_order(db, store, clock, fake, make_worker):
     fake.record_inbound("o-x", "message")
     fake.record_inbound("o-y", "message")
-    await enqueue_texts(db, clock, "o-x", "第一段", "第二段", "第三段")
-    await enqueue_texts(db, clock, "o-y", "别人的消息")
+    await enqueue_texts(store, clock, "o-x", "第一段", "第二段", "第三段")
+    await enqueue_texts(store, clock, "o-y", "别人的消息")
     fake.add_fault(SEND, errcode=-1, touser="o-x")
     worker = make_worker(backoff_base_seconds=5)
 

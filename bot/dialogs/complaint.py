@@ -13,8 +13,8 @@ from bot.services import cases
 async def submit(ctx: Ctx, data: dict[str, Any]) -> str:
     place, story = data["place"], data["description"]
     settings = ctx.settings.complaint
-    case = await cases.submit_complaint(
-        ctx.session,
+    number = await cases.submit_complaint(
+        ctx.tx,
         cases.NewComplaint(
             openid=ctx.openid,
             category=data["category"],
@@ -31,7 +31,7 @@ async def submit(ctx: Ctx, data: dict[str, Any]) -> str:
         prefix=settings.case_number_prefix,
         acceptance_days=settings.acceptance_days,
     )
-    return ctx.texts("complaint.submitted", number=case.number, days=settings.acceptance_days)
+    return ctx.texts("complaint.submitted", number=number, days=settings.acceptance_days)
 
 
 COMPLAINT = Dialog(

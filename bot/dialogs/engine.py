@@ -15,8 +15,8 @@ from typing import Any
 from bot.context import Ctx
 from bot.dialogs.fields import Field, Invalid, normalize
 from bot.services import drafts
+from bot.services.drafts import Draft
 from bot.wechat.inbound import Inbound
-from storage.models import DialogState
 
 CANCEL = ("取消", "退出", "放弃")
 BACK = ("返回", "上一步")
@@ -53,34 +53,40 @@ class Engine:
 
     async def start(self, ctx: Ctx, name: str) -> str:
         """Start a dialog — or, if a draft is waiting, offer it back rather than throw it away."""
-        state = await drafts.get(ctx.session, ctx.openid)
-        if state is not None and state.data:
-            return self._offer_resume(ctx, state)
-        dialog = self.dialogs[name]
-        state = await drafts.begin(ctx.session, ctx.openid, name, ctx.clock.now())
-        parts = [ctx.texts(dialog.intro)] if dialog.intro else []
-        return "\n\n".join([*parts, self._prompt(ctx, dialog, state)])
+        state = await drafts.get(ctx.tx, ctx.openid)
+        if state is not None and state.data and state.dialog in self.dialogs:
+            reply = self._offer_resume(ctx, state)
+        else:
+            dialog = self.dialogs[name]
+            state = drafts.begin(ctx.openid, name, ctx.clock.now())
+            parts = [ctx.texts(dialog.intro)] if dialog.intro else []
+            reply = "\n\n".join([*parts, self._prompt(ctx, dialog, state)])
+        await drafts.save(ctx.tx, state)
+        return reply
 
-    def is_idle(self, ctx: Ctx, state: DialogState) -> bool:
+    def is_idle(self, ctx: Ctx, state: Draft) -> bool:
         timeout = timedelta(minutes=ctx.settings.dialog.idle_timeout_minutes)
         return state.mode != "resume" and ctx.clock.now() - state.updated_at > timeout
 
-    async def handle(self, ctx: Ctx, state: DialogState, msg: Inbound) -> str:
+    async def handle(self, ctx: Ctx, state: Draft, msg: Inbound) -> str:
+        """Answer one message within the resident's draft, and save the draft (or its removal)."""
         dialog = self.dialogs.get(state.dialog)
         if dialog is None:  # a dialog removed by an upgrade: drop its draft rather than trap the resident
-            await drafts.discard(ctx.session, state)
+            await drafts.discard(ctx.tx, state)
             return ctx.texts("dialog.cancelled")
         if self.is_idle(ctx, state):
-            return self._offer_resume(ctx, state)
-        reply = await self._dispatch(ctx, dialog, state, msg)
-        if await _still_saved(ctx, state):
+            reply = self._offer_resume(ctx, state)
+        else:
+            reply = await self._dispatch(ctx, dialog, state, msg)
+        if not state.discarded:
             state.updated_at = ctx.clock.now()
+            await drafts.save(ctx.tx, state)
         return reply
 
-    async def _dispatch(self, ctx: Ctx, dialog: Dialog, state: DialogState, msg: Inbound) -> str:
+    async def _dispatch(self, ctx: Ctx, dialog: Dialog, state: Draft, msg: Inbound) -> str:
         word = normalize(msg.text) if msg.kind == "text" else ""
         if word in CANCEL:
-            await drafts.discard(ctx.session, state)
+            await drafts.discard(ctx.tx, state)
             return ctx.texts("dialog.cancelled")
         if state.mode == "resume":
             return await self._resume(ctx, dialog, state, word)
@@ -95,7 +101,7 @@ class Engine:
             return await self._confirm(ctx, dialog, state, word, msg)
         return self._answer(ctx, dialog, state, msg)
 
-    def _answer(self, ctx: Ctx, dialog: Dialog, state: DialogState, msg: Inbound) -> str:
+    def _answer(self, ctx: Ctx, dialog: Dialog, state: Draft, msg: Inbound) -> str:
         step = dialog.steps[state.step]
         if attached := self._attach_elsewhere(ctx, dialog, state, step, msg):
             return attached
@@ -114,9 +120,7 @@ class Engine:
         state.step += 1
         return self._prompt(ctx, dialog, state)
 
-    def _attach_elsewhere(
-        self, ctx: Ctx, dialog: Dialog, state: DialogState, step: Step | None, msg: Inbound
-    ) -> str | None:
+    def _attach_elsewhere(self, ctx: Ctx, dialog: Dialog, state: Draft, step: Step | None, msg: Inbound) -> str | None:
         """A photo sent after its step was answered still belongs to the complaint."""
         key = dialog.attachments_step
         if msg.kind != "image" or not msg.media_id or key is None or key not in state.data:
@@ -128,14 +132,14 @@ class Engine:
         state.data = {**state.data, key: value}
         return ack
 
-    def _invalid(self, ctx: Ctx, dialog: Dialog, state: DialogState, error: str) -> str:
+    def _invalid(self, ctx: Ctx, dialog: Dialog, state: Draft, error: str) -> str:
         state.failed_tries += 1
         reply = ctx.texts("dialog.invalid_again", error=error, prompt=self._prompt(ctx, dialog, state))
         if state.failed_tries >= ctx.settings.dialog.max_failed_tries:
             reply += "\n\n" + ctx.texts("dialog.human_hint")
         return reply
 
-    def _back(self, ctx: Ctx, dialog: Dialog, state: DialogState) -> str:
+    def _back(self, ctx: Ctx, dialog: Dialog, state: Draft) -> str:
         state.failed_tries = 0
         if state.mode == "confirm":
             state.mode = "step"
@@ -150,13 +154,13 @@ class Engine:
             state.step -= 1
         return "\n\n".join([ctx.texts("dialog.back"), self._prompt(ctx, dialog, state)])
 
-    async def _confirm(self, ctx: Ctx, dialog: Dialog, state: DialogState, word: str, msg: Inbound) -> str:
+    async def _confirm(self, ctx: Ctx, dialog: Dialog, state: Draft, word: str, msg: Inbound) -> str:
         if word in SUBMIT:
             try:
                 reply = await dialog.submit(ctx, dict(state.data))
             except Invalid as exc:
                 return "\n\n".join([str(exc), self._summary(ctx, dialog, state)])
-            await drafts.discard(ctx.session, state)
+            await drafts.discard(ctx.tx, state)
             return reply
         index = _edit_index(word)
         if index is not None and 1 <= index <= len(dialog.steps):
@@ -168,7 +172,7 @@ class Engine:
             return attached
         return ctx.texts("dialog.confirm_invalid", count=len(dialog.steps))
 
-    async def _resume(self, ctx: Ctx, dialog: Dialog, state: DialogState, word: str) -> str:
+    async def _resume(self, ctx: Ctx, dialog: Dialog, state: Draft, word: str) -> str:
         if word in CONTINUE:
             if state.step >= len(dialog.steps):
                 state.mode, state.step = "confirm", len(dialog.steps) - 1
@@ -176,28 +180,27 @@ class Engine:
                 state.mode = "step"
             return self._current(ctx, dialog, state)
         if word in RESTART:
-            state = await drafts.begin(ctx.session, ctx.openid, dialog.name, ctx.clock.now())
+            state.restart(ctx.clock.now())
             return "\n\n".join([ctx.texts("dialog.restarted"), self._prompt(ctx, dialog, state)])
         return ctx.texts("dialog.resume_invalid")
 
-    def _offer_resume(self, ctx: Ctx, state: DialogState) -> str:
+    def _offer_resume(self, ctx: Ctx, state: Draft) -> str:
         dialog = self.dialogs[state.dialog]
         if state.mode == "confirm":
             state.step = len(dialog.steps)  # remembered as "at the summary" while offering
         state.mode, state.editing = "resume", False
-        state.updated_at = ctx.clock.now()
         done = sum(1 for s in dialog.steps if s.key in state.data)
         return ctx.texts("dialog.resume_offer", dialog=ctx.texts(dialog.title), done=done, total=len(dialog.steps))
 
-    def _current(self, ctx: Ctx, dialog: Dialog, state: DialogState) -> str:
+    def _current(self, ctx: Ctx, dialog: Dialog, state: Draft) -> str:
         """What the resident is being asked right now: a step's question, or the summary."""
         return self._summary(ctx, dialog, state) if state.mode == "confirm" else self._prompt(ctx, dialog, state)
 
-    def _prompt(self, ctx: Ctx, dialog: Dialog, state: DialogState) -> str:
+    def _prompt(self, ctx: Ctx, dialog: Dialog, state: Draft) -> str:
         step = dialog.steps[state.step]
         return ctx.texts(step.prompt, **step.field.prompt_values(ctx))
 
-    def _summary(self, ctx: Ctx, dialog: Dialog, state: DialogState) -> str:
+    def _summary(self, ctx: Ctx, dialog: Dialog, state: Draft) -> str:
         lines = [ctx.texts("dialog.confirm_head")]
         for i, step in enumerate(dialog.steps, 1):
             value = step.field.display(ctx, state.data.get(step.key))
@@ -211,7 +214,3 @@ def _edit_index(word: str) -> int | None:
         return None
     rest = word[2:].strip().lstrip("第").rstrip("项")
     return int(rest) if rest.isdigit() else None
-
-
-async def _still_saved(ctx: Ctx, state: DialogState) -> bool:
-    return state in ctx.session and state not in ctx.session.deleted

@@ -18,12 +18,12 @@ CLICK_KEYS = {
 async def handle(ctx: Ctx, msg: Inbound) -> str | None:
     now = ctx.clock.now()
     if msg.event in ("subscribe", "subscribe_scan"):
-        await residents.set_subscribed(ctx.session, msg.openid, True, now)
+        await residents.set_subscribed(ctx.tx, msg.openid, True, now)
         return ctx.texts("common.welcome", help=resident.help_text(ctx))
     if msg.event == "unsubscribe":
-        await residents.set_subscribed(ctx.session, msg.openid, False, now)
+        await residents.set_subscribed(ctx.tx, msg.openid, False, now)
         return None
-    await residents.seen(ctx.session, msg.openid, now, interaction=msg.is_interaction)
+    await residents.seen(ctx.tx, msg.openid, now, interaction=msg.is_interaction)
     if msg.event == "click" and (action := CLICK_KEYS.get(msg.event_key or "")):
         return await action(ctx)
     # SCAN, LOCATION, VIEW, TEMPLATESENDJOBFINISH, subscription-message events …: nothing to say.

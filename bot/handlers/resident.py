@@ -8,8 +8,8 @@ from bot.context import Ctx
 from bot.dialogs import ENGINE
 from bot.dialogs.fields import normalize
 from bot.services import cases
+from bot.services.cases import Case
 from bot.wechat.inbound import Inbound
-from storage.models import Case
 
 QUERY = "查询"
 
@@ -31,7 +31,7 @@ def _local(ctx: Ctx, moment, fmt: str = "%Y-%m-%d %H:%M") -> str:
 
 
 async def my_cases(ctx: Ctx) -> str:
-    found = await cases.for_resident(ctx.session, ctx.openid)
+    found = await cases.for_resident(ctx.tx, ctx.openid)
     if not found:
         return ctx.texts("cases.none")
     lines = [ctx.texts("cases.list_head", count=len(found))]
@@ -53,7 +53,7 @@ async def query_case(ctx: Ctx, raw_number: str) -> str:
     if not raw_number.strip():
         return ctx.texts("cases.query_usage", example=help_example(ctx))
     number = cases.normalize_number(raw_number, ctx.settings.complaint.case_number_prefix)
-    case = await cases.get_for_resident(ctx.session, ctx.openid, number)
+    case = await cases.get_for_resident(ctx.tx, ctx.openid, number)
     if case is None:
         return ctx.texts("cases.not_found", number=raw_number.strip())
     return describe_case(ctx, case)

@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
-
-from storage.models import Case, CaseCounter, CaseEvent
-from storage.upsert import insert_for
+from storage.fast import Tx, js, unjs
 
 PENDING = "pending"
 
@@ -30,20 +25,65 @@ class NewComplaint:
     contact_phone: str | None
 
 
-async def next_number(session: AsyncSession, prefix: str, local_day: str) -> str:
+@dataclass(frozen=True)
+class LedgerEntry:
+    at: datetime
+    actor: str
+    action: str
+    from_status: str | None
+    to_status: str | None
+    note: str | None
+
+
+@dataclass
+class Case:
+    id: int
+    number: str
+    openid: str | None
+    category: str
+    place_label: str
+    latitude: float | None
+    longitude: float | None
+    description: str
+    photo_media_ids: list[str]
+    voice_media_ids: list[str]
+    contact_phone: str | None
+    status: str
+    created_at: datetime
+    accept_due_at: datetime | None
+    events: list[LedgerEntry] = field(default_factory=list)
+
+
+_NEXT = """
+INSERT INTO case_counters (day, last) VALUES (:day, 1)
+ON CONFLICT (day) DO UPDATE SET last = case_counters.last + 1 RETURNING last"""
+
+
+async def next_number(tx: Tx, prefix: str, local_day: str) -> str:
     """XF20261125-0001: the day in the office's time zone and a per-day sequence that concurrent
     submissions cannot share (one atomic upsert-increment)."""
-    stmt = insert_for(session, CaseCounter).values(day=local_day, last=1)
-    stmt = stmt.on_conflict_do_update(index_elements=["day"], set_={"last": CaseCounter.last + 1})
-    seq = await session.scalar(stmt.returning(CaseCounter.last))
+    seq = await tx.val(_NEXT, day=local_day)
     return f"{prefix}{local_day}-{seq:04d}"
 
 
+_INSERT_CASE = """
+INSERT INTO cases (number, openid, category, place_label, latitude, longitude, description, photo_media_ids,
+    voice_media_ids, contact_phone, status, created_at, updated_at, accept_due_at)
+VALUES (:number, :openid, :category, :place_label, :latitude, :longitude, :description, :photos, :voices,
+    :phone, :status, :now, :now, :accept_due_at)
+RETURNING id"""
+_INSERT_EVENT = """
+INSERT INTO case_events (case_id, at, actor, action, from_status, to_status, note)
+VALUES (:case_id, :at, :actor, :action, :from_status, :to_status, :note)"""
+
+
 async def submit_complaint(
-    session: AsyncSession, new: NewComplaint, *, now: datetime, tz: ZoneInfo, prefix: str, acceptance_days: int
-) -> Case:
-    number = await next_number(session, prefix, now.astimezone(tz).strftime("%Y%m%d"))
-    case = Case(
+    tx: Tx, new: NewComplaint, *, now: datetime, tz: ZoneInfo, prefix: str, acceptance_days: int
+) -> str:
+    """Store the complaint as a pending case with its first ledger entry; its number."""
+    number = await next_number(tx, prefix, now.astimezone(tz).strftime("%Y%m%d"))
+    case_id = await tx.val(
+        _INSERT_CASE,
         number=number,
         openid=new.openid,
         category=new.category,
@@ -51,20 +91,24 @@ async def submit_complaint(
         latitude=new.latitude,
         longitude=new.longitude,
         description=new.description,
-        photo_media_ids=list(new.photo_media_ids),
-        voice_media_ids=list(new.voice_media_ids),
-        contact_phone=new.contact_phone,
+        photos=js(list(new.photo_media_ids)),
+        voices=js(list(new.voice_media_ids)),
+        phone=new.contact_phone,
         status=PENDING,
-        created_at=now,
-        updated_at=now,
-        accept_due_at=now + timedelta(days=acceptance_days),
+        now=tx.ts(now),
+        accept_due_at=tx.ts(now + timedelta(days=acceptance_days)),
     )
-    case.events.append(
-        CaseEvent(at=now, actor="resident", action="submitted", from_status=None, to_status=PENDING, note=None)
+    await tx.run(
+        _INSERT_EVENT,
+        case_id=case_id,
+        at=tx.ts(now),
+        actor="resident",
+        action="submitted",
+        from_status=None,
+        to_status=PENDING,
+        note=None,
     )
-    session.add(case)
-    await session.flush()
-    return case
+    return number
 
 
 def normalize_number(raw: str, prefix: str) -> str:
@@ -77,26 +121,67 @@ def normalize_number(raw: str, prefix: str) -> str:
     return raw.strip().upper()
 
 
-async def for_resident(session: AsyncSession, openid: str, limit: int = 10) -> list[Case]:
-    rows = await session.scalars(
-        select(Case).where(Case.openid == openid).order_by(Case.created_at.desc(), Case.id.desc()).limit(limit)
+_CASE_COLUMNS = """id, number, openid, category, place_label, latitude, longitude, description, photo_media_ids,
+    voice_media_ids, contact_phone, status, created_at, accept_due_at"""
+
+
+def _case(tx: Tx, row) -> Case:
+    return Case(
+        id=row["id"],
+        number=row["number"],
+        openid=row["openid"],
+        category=row["category"],
+        place_label=row["place_label"],
+        latitude=row["latitude"],
+        longitude=row["longitude"],
+        description=row["description"],
+        photo_media_ids=unjs(row["photo_media_ids"]),
+        voice_media_ids=unjs(row["voice_media_ids"]),
+        contact_phone=row["contact_phone"],
+        status=row["status"],
+        created_at=tx.dt(row["created_at"]),
+        accept_due_at=tx.dt(row["accept_due_at"]),
     )
-    return list(rows)
 
 
-async def get_for_resident(session: AsyncSession, openid: str, number: str) -> Case | None:
+async def _with_ledger(tx: Tx, case: Case) -> Case:
+    rows = await tx.all(
+        "SELECT at, actor, action, from_status, to_status, note FROM case_events WHERE case_id = :id ORDER BY id",
+        id=case.id,
+    )
+    case.events = [
+        LedgerEntry(tx.dt(r["at"]), r["actor"], r["action"], r["from_status"], r["to_status"], r["note"]) for r in rows
+    ]
+    return case
+
+
+async def for_resident(tx: Tx, openid: str, limit: int = 10) -> list[Case]:
+    rows = await tx.all(
+        f"SELECT {_CASE_COLUMNS} FROM cases WHERE openid = :openid ORDER BY created_at DESC, id DESC LIMIT :limit",
+        openid=openid,
+        limit=limit,
+    )
+    return [_case(tx, r) for r in rows]
+
+
+async def get_for_resident(tx: Tx, openid: str, number: str) -> Case | None:
     """Only the resident's own case: someone else's number reads as not found."""
-    return await session.scalar(
-        select(Case).where(Case.number == number, Case.openid == openid).options(selectinload(Case.events))
+    row = await tx.one(
+        f"SELECT {_CASE_COLUMNS} FROM cases WHERE number = :number AND openid = :openid", number=number, openid=openid
     )
+    return None if row is None else await _with_ledger(tx, _case(tx, row))
 
 
-async def get(session: AsyncSession, number: str) -> Case | None:
-    return await session.scalar(select(Case).where(Case.number == number).options(selectinload(Case.events)))
+async def get(tx: Tx, number: str) -> Case | None:
+    row = await tx.one(f"SELECT {_CASE_COLUMNS} FROM cases WHERE number = :number", number=number)
+    return None if row is None else await _with_ledger(tx, _case(tx, row))
 
 
-async def listing(session: AsyncSession, *, status: str | None = None, limit: int = 50) -> list[Case]:
-    stmt = select(Case).order_by(Case.created_at.desc(), Case.id.desc()).limit(limit)
-    if status:
-        stmt = stmt.where(Case.status == status)
-    return list(await session.scalars(stmt))
+async def listing(tx: Tx, *, status: str | None = None, limit: int = 50) -> list[Case]:
+    where = "WHERE status = :status" if status else ""
+    rows = await tx.all(
+        f"SELECT {_CASE_COLUMNS} FROM cases {where} ORDER BY created_at DESC, id DESC LIMIT :limit",
+        status=status,
+        limit=limit,
+    )
+    return [_case(tx, r) for r in rows]

@@ -4,24 +4,27 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
+from storage.fast import Tx
 
-from storage.models import Resident
-from storage.upsert import insert_for
+_SEEN = """
+INSERT INTO residents (openid, subscribed, created_at, last_message_at) VALUES (:openid, :yes, :now, :now)
+ON CONFLICT (openid) DO UPDATE SET last_message_at = excluded.last_message_at"""
+_KNOWN = """
+INSERT INTO residents (openid, subscribed, created_at) VALUES (:openid, :yes, :now)
+ON CONFLICT (openid) DO NOTHING"""
+_SUBSCRIBED = """
+INSERT INTO residents (openid, subscribed, created_at, last_message_at) VALUES (:openid, :subscribed, :now, :last)
+ON CONFLICT (openid) DO UPDATE SET subscribed = excluded.subscribed,
+    last_message_at = COALESCE(excluded.last_message_at, residents.last_message_at)"""
 
 
-async def seen(session: AsyncSession, openid: str, now: datetime, *, interaction: bool) -> None:
+async def seen(tx: Tx, openid: str, now: datetime, *, interaction: bool) -> None:
     """Record the resident (creating them on first contact) and, for a real interaction, the time."""
-    values = {"openid": openid, "subscribed": True, "created_at": now, "last_message_at": now if interaction else None}
-    stmt = insert_for(session, Resident).values(**values)
-    if interaction:
-        stmt = stmt.on_conflict_do_update(index_elements=["openid"], set_={"last_message_at": now})
-    else:
-        stmt = stmt.on_conflict_do_nothing(index_elements=["openid"])
-    await session.execute(stmt)
+    await tx.run(_SEEN if interaction else _KNOWN, openid=openid, yes=True, now=tx.ts(now))
 
 
-async def set_subscribed(session: AsyncSession, openid: str, subscribed: bool, now: datetime) -> None:
-    await seen(session, openid, now, interaction=subscribed)
-    await session.execute(update(Resident).where(Resident.openid == openid).values(subscribed=subscribed))
+async def set_subscribed(tx: Tx, openid: str, subscribed: bool, now: datetime) -> None:
+    """Follow (an interaction: it opens the service window) or unfollow."""
+    await tx.run(
+        _SUBSCRIBED, openid=openid, subscribed=subscribed, now=tx.ts(now), last=tx.ts(now) if subscribed else None
+    )

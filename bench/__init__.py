@@ -1,0 +1,1 @@
+"""Load benchmarks for frontdoor (see bench/README.md)."""
