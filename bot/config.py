@@ -66,6 +66,8 @@ class WebhookSettings:
     max_body_bytes: int = 65536
     # Longest passive/customer-service text, in UTF-8 bytes; longer texts are split.
     max_text_bytes: int = 2000
+    # How long answered messages are remembered for deduplication (WeChat retries within seconds).
+    dedupe_retention_hours: int = 168
 
 
 @dataclass(frozen=True)
@@ -248,6 +250,8 @@ def validate(s: Settings) -> None:
         raise ConfigError("setting webhook.path: must start with /")
     if not 0.1 <= s.webhook.reply_budget_seconds <= 4.8:
         raise ConfigError("setting webhook.reply_budget_seconds: must be between 0.1 and 4.8 (WeChat waits 5 s)")
+    if s.webhook.dedupe_retention_hours < 1:
+        raise ConfigError("setting webhook.dedupe_retention_hours: must be at least 1")
     if s.webhook.max_body_bytes < 1024:
         raise ConfigError("setting webhook.max_body_bytes: must be at least 1024")
     if not 200 <= s.webhook.max_text_bytes <= 2048:

@@ -78,15 +78,23 @@ class Intake:
     async def _run(self, job: _Job) -> str | None:
         msg = job.msg
         async with self.locks.hold(msg.openid):
-            try:
-                return await self._handle_once(job)
-            except Conflict:
-                # Another instance stored this message first: our effects rolled back; answer as it did.
-                return await self._stored_answer(msg.dedupe_key)
-            except Exception:
-                log.exception("handling failed", extra={"key": msg.dedupe_key})
-                # Nothing was stored, so WeChat's retry (or the resident) can try again.
-                return None if job.deferred else self.texts("common.error")
+            for _attempt in range(2):
+                try:
+                    return await self._handle_once(job)
+                except Conflict:
+                    # Our effects rolled back. If another instance stored this message first, answer as it
+                    # did; if some other unique row collided, redo the work once on fresh data.
+                    async with self.store.read() as tx:
+                        row = await tx.one(_STORED, key=msg.dedupe_key)
+                    if row is not None:
+                        return _answer_of(row)
+                except Exception:
+                    log.exception("handling failed", extra={"key": msg.dedupe_key})
+                    break
+            else:
+                log.error("handling conflicted twice", extra={"key": msg.dedupe_key})
+            # Nothing was stored, so WeChat's retry (or the resident) can try again.
+            return None if job.deferred else self.texts("common.error")
 
     async def _handle_once(self, job: _Job) -> str | None:
         msg = job.msg
@@ -115,10 +123,11 @@ class Intake:
             )
         return None if deferred or not chunks else chunks[0]
 
-    async def _stored_answer(self, dedupe_key: str) -> str | None:
-        async with self.store.read() as tx:
-            row = await tx.one(_STORED, key=dedupe_key)
-        return _answer_of(row) if row is not None else None
+    async def purge(self) -> int:
+        """Forget answered messages past the retention: dedupe only needs them while WeChat may retry."""
+        cutoff = self.clock.now() - timedelta(hours=self.settings.webhook.dedupe_retention_hours)
+        async with self.store.write() as tx:
+            return await tx.run("DELETE FROM inbound_messages WHERE received_at < :cutoff", cutoff=tx.ts(cutoff))
 
     async def drain(self) -> None:
         """Let running work finish (shutdown), so an accepted message is not dropped half-way."""

@@ -79,6 +79,8 @@ class OutboxWorker:
 
     async def tick(self) -> int:
         """Deliver what is due; the number of messages sent."""
+        if not await self._anything_due():
+            return 0  # a read: an idle tick must not take the write lock every second
         rows = await self._claim()
         per_resident: dict[str, list[Row]] = {}
         for row in rows:
@@ -90,6 +92,12 @@ class OutboxWorker:
         if errors:
             raise errors[0]
         return sum(r for r in results if isinstance(r, int))
+
+    async def _anything_due(self) -> bool:
+        o = OutboxMessage
+        due = select(o.id).where(o.status == "pending", o.next_attempt_at <= self.clock.now()).limit(1)
+        async with self.db.read() as session:
+            return await session.scalar(due) is not None
 
     async def _claim(self) -> list[Row]:
         now = self.clock.now()

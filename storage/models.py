@@ -41,7 +41,7 @@ class InboundMessage(Base):
     dedupe_key: Mapped[str] = mapped_column(String(160), unique=True)
     openid: Mapped[str] = mapped_column(String(64), index=True)
     msg_type: Mapped[str] = mapped_column(String(40))
-    received_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     # "replied": reply holds the passive answer; "deferred": answered `success`, reply went to the outbox.
     status: Mapped[str] = mapped_column(String(16))
     reply: Mapped[list | None] = mapped_column(JSON, nullable=True)

@@ -131,3 +131,12 @@ async def test_a_restart_mid_dialog_resumes_exactly_where_the_resident_was(db_ur
         summary = await r.say("跳过")
         assert "1. 问题类别：土地与征收" in summary and "2. 地点：乌当区某某村" in summary
         assert "案件编号" in await r.say("提交")
+
+
+async def test_answered_messages_are_forgotten_after_the_retention(harness):
+    r = harness.resident("o_old")
+    await r.say("帮助")
+    harness.clock.advance(hours=harness.settings.webhook.dedupe_retention_hours + 1)
+    await r.say("我的案件")
+    assert await harness.app[app_module.INTAKE].purge() == 1
+    assert await count(harness, InboundMessage) == 1  # the recent one stays

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 22:58:07.002673
+Create Date: 2026-11-25 23:19:42.560525
 """
 
 import sqlalchemy as sa
@@ -77,6 +77,7 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("inbound_messages", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_inbound_messages_openid"), ["openid"], unique=False)
+        batch_op.create_index(batch_op.f("ix_inbound_messages_received_at"), ["received_at"], unique=False)
 
     op.create_table(
         "outbox",
@@ -140,6 +141,7 @@ def downgrade() -> None:
 
     op.drop_table("outbox")
     with op.batch_alter_table("inbound_messages", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_inbound_messages_received_at"))
         batch_op.drop_index(batch_op.f("ix_inbound_messages_openid"))
 
     op.drop_table("inbound_messages")
