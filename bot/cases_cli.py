@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 from bot.config import Settings
 from bot.services import cases, drafts
 from bot.services.cases import Case
+from bot.texts import Texts
 from storage.fast import Tx, open_store
 
 
@@ -61,62 +62,90 @@ def case_dict(case: Case, *, with_events: bool = False) -> dict:
     return out
 
 
-async def list_cases(settings: Settings, *, status: str | None, as_json: bool, limit: int) -> int:
+def _plain(value) -> str:
+    if value is None or value == []:
+        return "-"
+    return "、".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def _local(settings: Settings, moment) -> str:
+    return moment.astimezone(settings.tz).strftime("%Y-%m-%d %H:%M") if moment else "-"
+
+
+async def list_cases(settings: Settings, texts: Texts, *, status: str | None, as_json: bool, limit: int) -> int:
     async with reading(settings) as tx:
         found = await cases.listing(tx, status=status, limit=limit)
-        rows = [case_dict(c) for c in found]
     if as_json:
-        return print_json(rows)
-    tz = settings.tz
+        return print_json([case_dict(c) for c in found])
     for c in found:
         print(
-            f"{c.number}  {c.status:<11} {c.created_at.astimezone(tz):%Y-%m-%d %H:%M}  {c.category}  "
+            f"{c.number}  {texts(f'status.{c.status}')}  {_local(settings, c.created_at)}  {c.category}  "
             f"{c.place_label[:30]}"
         )
     if not found:
-        print("（没有案件 / no cases）")
+        print(texts("cli.no_cases"))
     return 0
 
 
-async def show_case(settings: Settings, number: str, *, as_json: bool) -> int:
+async def show_case(settings: Settings, texts: Texts, number: str, *, as_json: bool) -> int:
     async with reading(settings) as tx:
         case = await cases.get(tx, cases.normalize_number(number, settings.complaint.case_number_prefix))
-        data = case_dict(case, with_events=True) if case else None
-    if data is None:
-        print(f"没有找到案件 {number} / no such case", file=sys.stderr)
+    if case is None:
+        print(texts("cli.case_not_found", number=number), file=sys.stderr)
         return 1
+    data = case_dict(case, with_events=True)
     if as_json:
         return print_json(data)
-    for key, value in data.items():
+    shown = {
+        **data,
+        "status": texts(f"status.{case.status}"),
+        "created_at": _local(settings, case.created_at),
+        "accept_due_at": _local(settings, case.accept_due_at),
+    }
+    for key, value in shown.items():
         if key != "ledger":
-            print(f"{key:>14}: {value}")
-    print("        ledger:")
-    for e in data["ledger"]:
-        print(f"  {e['at']}  {e['actor']}  {e['action']}  {e['from'] or '-'} → {e['to'] or '-'}  {e['note'] or ''}")
+            print(f"{texts(f'cli.fields.{key}')}：{_plain(value)}")
+    print(texts("cli.ledger"))
+    for e in case.events:
+        moves = f"{texts(f'status.{e.from_status}') if e.from_status else '-'} → " + (
+            texts(f"status.{e.to_status}") if e.to_status else "-"
+        )
+        actor = texts(f"actor.{e.actor}") if texts.has(f"actor.{e.actor}") else e.actor
+        print(f"  {_local(settings, e.at)}  {actor}  {texts(f'ledger.{e.action}')}  {moves}  {e.note or ''}")
     return 0
 
 
-async def list_drafts(settings: Settings, *, human_only: bool, as_json: bool) -> int:
+async def list_drafts(settings: Settings, texts: Texts, *, human_only: bool, as_json: bool) -> int:
     """Unfinished dialogs; with --human only those whose resident asked for a person (人工)."""
     async with reading(settings) as tx:
         found = await drafts.listing(tx, human_only=human_only, limit=10_000)
-        rows = [
-            {
-                "openid": d.openid,
-                "dialog": d.dialog,
-                "step": d.step + 1,
-                "mode": d.mode,
-                "needs_human": d.needs_human,
-                "updated_at": d.updated_at.isoformat(),
-                "answers": d.data,
-            }
-            for d in found
-        ]
     if as_json:
-        return print_json(rows)
-    for r in rows:
-        flag = "人工" if r["needs_human"] else "    "
-        print(f"{r['updated_at'][:16]}  {flag}  {r['openid']}  {r['dialog']} 第{r['step']}步 ({r['mode']})")
-    if not rows:
-        print("（没有草稿 / no drafts）")
+        return print_json(
+            [
+                {
+                    "openid": d.openid,
+                    "dialog": d.dialog,
+                    "step": d.step + 1,
+                    "mode": d.mode,
+                    "needs_human": d.needs_human,
+                    "updated_at": d.updated_at.isoformat(),
+                    "answers": d.data,
+                }
+                for d in found
+            ]
+        )
+    for d in found:
+        print(
+            texts(
+                "cli.draft_line",
+                updated=_local(settings, d.updated_at),
+                openid=d.openid,
+                step=d.step + 1,
+                flag=texts("cli.draft_human") if d.needs_human else "",
+                mode=d.mode,
+                dialog=texts(f"{d.dialog}.title") if texts.has(f"{d.dialog}.title") else d.dialog,
+            )
+        )
+    if not found:
+        print(texts("cli.no_drafts"))
     return 0

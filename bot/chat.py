@@ -17,6 +17,7 @@ import aiohttp
 
 from bot.app import FAKE_PREFIX, local_base_url
 from bot.config import Settings
+from bot.texts import Texts
 from bot.wechat.simulator import Resident, WeChatServer
 
 
@@ -50,7 +51,7 @@ async def _send(resident: Resident, line: str) -> str | None:
     return await resident.say(line)
 
 
-async def run_chat(settings: Settings, *, url: str | None, openid: str, mode: str | None) -> int:
+async def run_chat(settings: Settings, texts: Texts, *, url: str | None, openid: str, mode: str | None) -> int:
     base = (url or local_base_url(settings)).rstrip("/")
     webhook = base + settings.webhook.path
     fake_url = base + FAKE_PREFIX if settings.wechat.fake_api else None
@@ -58,11 +59,12 @@ async def run_chat(settings: Settings, *, url: str | None, openid: str, mode: st
     server = WeChatServer(
         wx.token, wx.app_id, wx.encoding_aes_key, mode or ("safe" if wx.encoding_aes_key else "plain")
     )
-    print(f"正在以居民 {openid} 的身份连接 {webhook}（{server.mode} 模式）。输入“投诉”开始，/quit 退出。")
+    mode_name = texts(f"cli.mode_{server.mode}")
+    print(texts("cli.chat_intro", openid=openid, webhook=webhook, mode=mode_name))
     async with aiohttp.ClientSession() as http:
         resident = Resident(server, http, webhook, openid, fake_url)
         seen = len((await _pushed_since(http, fake_url, openid, 0))[0]) if fake_url else 0
-        while (line := await _read_line("我：")) is not None:
+        while (line := await _read_line(texts("cli.chat_me"))) is not None:
             if line.strip() == "/quit":
                 break
             if not line.strip():
@@ -70,13 +72,13 @@ async def run_chat(settings: Settings, *, url: str | None, openid: str, mode: st
             try:
                 reply = await _send(resident, line.strip())
             except aiohttp.ClientError as exc:
-                print(f"（连接失败：{exc}；frontdoor serve 在运行吗？）")
+                print(texts("cli.chat_unreachable", error=exc))
                 continue
             if reply:
-                print(f"公众号：{reply}\n")
+                print(texts("cli.chat_reply", text=reply) + "\n")
             if fake_url:
                 await asyncio.sleep(0.05 if reply else 1.5)  # deferred answers arrive through the outbox tick
                 pushed, seen = await _pushed_since(http, fake_url, openid, seen)
                 for item in pushed:
-                    print(f"推送：{item.get('content') or item.get('payload')}\n")
+                    print(texts("cli.chat_pushed", text=item.get("content") or item.get("payload")) + "\n")
     return 0

@@ -1,4 +1,4 @@
-"""The `frontdoor` command: serve, chat, db, cases."""
+"""The `frontdoor` command: serve, chat, db, cases, drafts, menu."""
 
 from __future__ import annotations
 
@@ -10,11 +10,16 @@ from collections.abc import Sequence
 from dataclasses import replace
 
 from bot.config import ConfigError, Settings, load_settings
+from bot.texts import Texts
 from storage.db import sqlite_file
 
 
 def _settings(args) -> Settings:
     return load_settings(args.config)
+
+
+def _texts(settings: Settings) -> Texts:
+    return Texts(settings.texts.override_file)
 
 
 def cmd_serve(args) -> int:
@@ -24,29 +29,29 @@ def cmd_serve(args) -> int:
     from storage import migrate
 
     settings = _settings(args)
+    texts = _texts(settings)
     if args.port:
         settings = replace(settings, server=replace(settings.server, port=args.port))
     if settings.is_sqlite:
         migrate.upgrade(settings.database.url)  # the embedded default looks after itself
-    else:
-        pending = migrate.pending(settings.database.url)
-        if pending:
-            print(f"数据库结构不是最新（缺少迁移 {pending}）：请先运行 `frontdoor db upgrade`。", file=sys.stderr)
-            return 2
-    base = local_base_url(settings)
+    elif pending := migrate.pending(settings.database.url):
+        print(texts("cli.pending_migrations", pending=", ".join(pending)), file=sys.stderr)
+        return 2
+    wx, api = settings.wechat, api_base_url(settings)
     where = sqlite_file(settings.database.url)
-    print("frontdoor 已启动 / frontdoor is running")
     print(
-        f"  webhook      {base}{settings.webhook.path}  (token {settings.wechat.token!r}, "
-        f"{'safe mode' if settings.wechat.encoding_aes_key else 'plain mode'})"
+        texts(
+            "cli.banner",
+            webhook=local_base_url(settings) + settings.webhook.path,
+            # The token is a shared secret: shown only while talking to the fake.
+            token=wx.token if wx.fake_api else wx.token[:2] + "…",
+            mode=texts("cli.mode_safe" if wx.encoding_aes_key else "cli.mode_plain"),
+            api=api,
+            fake_note=texts("cli.fake_note", sent=f"{api}/sent") if wx.fake_api else "",
+            data=where.resolve() if where else settings.database.url.split("@")[-1],
+        ),
+        flush=True,
     )
-    print(
-        f"  WeChat API   {api_base_url(settings)}"
-        + (f"  (built-in fake; sent messages: {api_base_url(settings)}/sent)" if settings.wechat.fake_api else "")
-    )
-    print(f"  data         {where.resolve() if where else settings.database.url.split('@')[-1]}")
-    print("  try it       frontdoor chat")
-    sys.stdout.flush()
     web.run_app(build_app(settings), host=settings.server.host, port=settings.server.port, print=None, access_log=None)
     return 0
 
@@ -55,13 +60,14 @@ def cmd_db(args) -> int:
     from storage import migrate
 
     settings = _settings(args)
+    texts = _texts(settings)
     if args.action == "upgrade":
         migrate.upgrade(settings.database.url)
-        print("数据库已升级到最新结构 / database upgraded to head")
-    else:
-        pending = migrate.pending(settings.database.url)
-        print("up to date" if not pending else f"pending: {pending}")
-    return 0
+        print(texts("cli.db_upgraded"))
+        return 0
+    pending = migrate.pending(settings.database.url)
+    print(texts("cli.db_pending", pending=", ".join(pending)) if pending else texts("cli.db_current"))
+    return 1 if pending else 0
 
 
 def cmd_cases(args) -> int:
@@ -69,20 +75,31 @@ def cmd_cases(args) -> int:
 
     settings = _settings(args)
     if args.action == "list":
-        return asyncio.run(list_cases(settings, status=args.status, as_json=args.json, limit=args.limit))
-    return asyncio.run(show_case(settings, args.number, as_json=args.json))
+        return asyncio.run(
+            list_cases(settings, _texts(settings), status=args.status, as_json=args.json, limit=args.limit)
+        )
+    return asyncio.run(show_case(settings, _texts(settings), args.number, as_json=args.json))
 
 
 def cmd_drafts(args) -> int:
     from bot.cases_cli import list_drafts
 
-    return asyncio.run(list_drafts(_settings(args), human_only=args.human, as_json=args.json))
+    settings = _settings(args)
+    return asyncio.run(list_drafts(settings, _texts(settings), human_only=args.human, as_json=args.json))
+
+
+def cmd_menu(args) -> int:
+    from bot.menu import push_menu
+
+    settings = _settings(args)
+    return asyncio.run(push_menu(settings, _texts(settings), api_base=args.api))
 
 
 def cmd_chat(args) -> int:
     from bot.chat import run_chat
 
-    return asyncio.run(run_chat(_settings(args), url=args.url, openid=args.openid, mode=args.mode))
+    settings = _settings(args)
+    return asyncio.run(run_chat(settings, _texts(settings), url=args.url, openid=args.openid, mode=args.mode))
 
 
 def parser() -> argparse.ArgumentParser:
@@ -94,7 +111,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="override server.port")
     serve.set_defaults(func=cmd_serve)
 
-    db = sub.add_parser("db", help="database schema")
+    db = sub.add_parser("db", help="database schema: upgrade to the latest, or check (exit 1 when behind)")
     db.add_argument("action", choices=["upgrade", "check"])
     db.set_defaults(func=cmd_db)
 
@@ -114,6 +131,11 @@ def parser() -> argparse.ArgumentParser:
     drafts.add_argument("--human", action="store_true", help="only drafts whose resident asked for a person")
     drafts.add_argument("--json", action="store_true")
     drafts.set_defaults(func=cmd_drafts)
+
+    menu = sub.add_parser("menu", help="publish the custom menu (投诉 / 我的案件 / 帮助) through the WeChat API")
+    menu.add_argument("action", choices=["push"])
+    menu.add_argument("--api", help="API base URL (default: from settings; the fake of a running serve)")
+    menu.set_defaults(func=cmd_menu)
 
     chat = sub.add_parser("chat", help="chat with a running frontdoor as a resident would")
     chat.add_argument("--url", help="frontdoor base URL (default: from settings)")
@@ -136,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args)
     except ConfigError as exc:
-        print(f"配置错误 / configuration error: {exc}", file=sys.stderr)
+        print(Texts()("cli.config_error", error=exc), file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130

@@ -239,3 +239,16 @@ async def test_staff_can_list_residents_waiting_for_a_person(harness, capsys, mo
     assert await asyncio.to_thread(main, ["drafts", "list", "--human", "--json"]) == 0
     waiting = json.loads(capsys.readouterr().out)
     assert [(d["openid"], d["answers"]["category"]) for d in waiting] == [("o_needs_help", "土地与征收")]
+
+
+async def test_the_published_menu_only_has_buttons_the_bot_answers(harness, capsys):
+    from bot.menu import push_menu
+    from bot.texts import Texts
+
+    assert await push_menu(harness.settings, Texts(), api_base=harness.fake_url) == 0
+    assert "自定义菜单已更新" in capsys.readouterr().out
+    buttons = harness.fake.menu["button"]
+    assert [b["name"] for b in buttons] == ["我要投诉", "我的案件", "使用帮助"]
+    r = harness.resident("o_menu_all")
+    replies = [await r.event("CLICK", b["key"]) for b in reversed(buttons)]
+    assert "我的案件" in replies[0] and "还没有提交过案件" in replies[1] and "第 1 步" in replies[2]

@@ -7,12 +7,14 @@ from bot.handlers import resident
 from bot.services import residents
 from bot.wechat.inbound import Inbound
 
-# Keys of the custom menu's CLICK buttons (see `frontdoor menu` / config) and what they do.
-CLICK_KEYS = {
-    "COMPLAINT": resident.start_complaint,
-    "MY_CASES": resident.my_cases,
-    "HELP": resident.show_help,
-}
+# The custom menu's CLICK buttons: key, the text key of the button's name, and what a click does.
+# `frontdoor menu push` publishes exactly these, so the menu and the bot cannot disagree.
+MENU = (
+    ("COMPLAINT", "menu.complaint", resident.start_complaint),
+    ("MY_CASES", "menu.my_cases", resident.my_cases),
+    ("HELP", "menu.help", resident.show_help),
+)
+CLICK_KEYS = {key: action for key, _name, action in MENU}
 
 
 async def handle(ctx: Ctx, msg: Inbound) -> str | None:
