@@ -48,6 +48,9 @@ class WechatSettings:
     # 43 characters (base64 of 32 bytes without '='); empty = plain mode only.
     encoding_aes_key: str = "abcdefghijklmnopqrstuvwxyz0123456789ABCDEFG"
     previous_encoding_aes_key: str = ""
+    # safe: only encrypted messages are accepted (a plain request's signature does not cover its body, so
+    # anyone holding one recent URL could forge it). compatible: both, while switching modes. plain: no AES.
+    encryption_mode: str = "safe"
     app_id: str = "wxfrontdoordev00001"
     app_secret: str = "frontdoor-dev-secret"
     # Outbound API base; the built-in fake when fake_api is on.
@@ -236,6 +239,10 @@ def validate(s: Settings) -> None:
         )
     if not re.fullmatch(r"[A-Za-z0-9]{3,32}", s.wechat.token):
         raise ConfigError("setting wechat.token: required, letters and digits (3–32 characters)")
+    if s.wechat.encryption_mode not in ("safe", "compatible", "plain"):
+        raise ConfigError("setting wechat.encryption_mode: must be safe, compatible or plain")
+    if s.wechat.encryption_mode != "plain" and not s.wechat.encoding_aes_key:
+        raise ConfigError(f"setting wechat.encoding_aes_key: required in {s.wechat.encryption_mode} mode")
     if s.wechat.encoding_aes_key:
         _check_aes_key("wechat.encoding_aes_key", s.wechat.encoding_aes_key)
     if s.wechat.previous_encoding_aes_key:
@@ -244,8 +251,17 @@ def validate(s: Settings) -> None:
         raise ConfigError("setting wechat.app_id: required")
     if not s.wechat.app_secret:
         raise ConfigError("setting wechat.app_secret: required")
-    if not s.wechat.fake_api and s.wechat.app_secret == WechatSettings.app_secret:
-        raise ConfigError("setting wechat.app_secret: the development secret cannot talk to the real WeChat API")
+    if not s.wechat.fake_api:
+        # The development values are public (they are in this repository): anyone could sign with them.
+        dev = WechatSettings()
+        for name in ("app_secret", "token", "encoding_aes_key", "app_id"):
+            if getattr(s.wechat, name) and getattr(s.wechat, name) == getattr(dev, name):
+                raise ConfigError(f"setting wechat.{name}: the development value cannot be used with the real WeChat")
+    elif s.server.host not in ("127.0.0.1", "localhost", "::1"):
+        raise ConfigError(
+            "setting wechat.fake_api: the fake WeChat API has no authentication and shows what was sent to "
+            f"residents; serve it on a loopback host only (server.host is {s.server.host!r})"
+        )
     if not s.webhook.path.startswith("/"):
         raise ConfigError("setting webhook.path: must start with /")
     if not 0.1 <= s.webhook.reply_budget_seconds <= 4.8:

@@ -44,6 +44,15 @@ def test_environment_overrides_the_file(tmp_path):
         ({"FRONTDOOR_WECHAT_APP_ID": ""}, "wechat.app_id"),
         ({"FRONTDOOR_WECHAT_FAKE_API": "false"}, "wechat.app_secret"),
         ({"FRONTDOOR_WECHAT_FAKE_API": "maybe"}, "FRONTDOOR_WECHAT_FAKE_API"),
+        # The development token and key are public: refused when talking to the real WeChat.
+        ({"FRONTDOOR_WECHAT_FAKE_API": "false", "FRONTDOOR_WECHAT_APP_SECRET": "s3cret"}, "wechat.token"),
+        (
+            {"FRONTDOOR_WECHAT_FAKE_API": "false", "FRONTDOOR_WECHAT_APP_SECRET": "s", "FRONTDOOR_WECHAT_TOKEN": "t0k"},
+            "wechat.encoding_aes_key",
+        ),
+        ({"FRONTDOOR_SERVER_HOST": "0.0.0.0"}, "wechat.fake_api"),  # the fake has no authentication
+        ({"FRONTDOOR_WECHAT_ENCRYPTION_MODE": "aes"}, "wechat.encryption_mode"),
+        ({"FRONTDOOR_WECHAT_ENCODING_AES_KEY": ""}, "wechat.encoding_aes_key"),  # safe mode needs a key
         ({"FRONTDOOR_WEBHOOK_REPLY_BUDGET_SECONDS": "6"}, "webhook.reply_budget_seconds"),
         ({"FRONTDOOR_SERVER_TIMEZONE": "Mars/Olympus"}, "server.timezone"),
         ({"FRONTDOOR_TEXTS_OVERRIDE_FILE": "/nonexistent.toml"}, "texts.override_file"),
@@ -52,6 +61,22 @@ def test_environment_overrides_the_file(tmp_path):
 def test_bad_settings_name_the_setting(env, named):
     with pytest.raises(ConfigError, match=named.replace(".", r"\.")):
         load_settings(os.devnull, env=env)
+
+
+def test_a_real_deployment_configuration_is_accepted():
+    s = load_settings(
+        os.devnull,
+        env={
+            "FRONTDOOR_WECHAT_FAKE_API": "false",
+            "FRONTDOOR_SERVER_HOST": "0.0.0.0",
+            "FRONTDOOR_WECHAT_TOKEN": "cityT0ken",
+            "FRONTDOOR_WECHAT_ENCODING_AES_KEY": "Q" * 43,
+            "FRONTDOOR_WECHAT_APP_ID": "wx1234567890abcdef",
+            "FRONTDOOR_WECHAT_APP_SECRET": "0123456789abcdef0123456789abcdef",
+            "FRONTDOOR_DATABASE_URL": "postgresql+asyncpg://frontdoor@db/frontdoor",
+        },
+    )
+    assert s.wechat.encryption_mode == "safe" and not s.wechat.fake_api
 
 
 def test_unknown_keys_and_broken_files_are_named(tmp_path):

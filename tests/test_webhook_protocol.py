@@ -1,18 +1,21 @@
 """The webhook speaks WeChat's protocol and refuses everything else before storing anything."""
 
+import asyncio
 import time
 from urllib.parse import urlencode
 
 import pytest
+import xmltodict
 from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
+from wechatpy.crypto import WeChatCrypto
 
 from bot import app as app_module
 from bot.wechat import simulator
 from bot.wechat.protocol import signature, split_text
 from bot.wechat.simulator import WeChatServer
 from storage.models import InboundMessage, Resident
-from tests.conftest import free_port, make_settings
+from tests.conftest import free_port, make_settings, start_harness
 
 OLD_KEY = "ZYXWVUTSRQPONMLKJIHGFEDCBA9876543210zyxwvut"
 
@@ -47,12 +50,53 @@ async def test_get_verification_echoes_only_a_fresh_valid_signature(harness):
         assert resp.status == 403
 
 
+@pytest.fixture
+async def compat(db_url, clock):
+    """frontdoor configured in compatible mode: plain and encrypted messages both accepted."""
+    async with start_harness(db_url, clock, FRONTDOOR_WECHAT_ENCRYPTION_MODE="compatible") as h:
+        yield h
+
+
 @pytest.mark.parametrize("mode", ["safe", "compat", "plain"])
-async def test_each_encryption_mode_gets_a_readable_reply(harness, mode):
-    wx = harness.settings.wechat
+async def test_compatible_mode_answers_every_encryption_mode_readably(compat, mode):
+    wx = compat.settings.wechat
     server = WeChatServer(wx.token, wx.app_id, wx.encoding_aes_key, mode)
-    reply = await server.post(harness.http, harness.webhook, simulator.text_xml("o_mode", "帮助"))
+    reply = await server.post(compat.http, compat.webhook, simulator.text_xml("o_mode", "帮助"))
     assert "我的案件" in reply
+
+
+async def test_safe_mode_refuses_a_plain_request_whose_body_nobody_signed(harness):
+    """The plain signature covers token, timestamp and nonce only: a recent URL plus any body would pass."""
+    wx = harness.settings.wechat
+    encrypted = WeChatServer(wx.token, wx.app_id, wx.encoding_aes_key, "safe")
+    assert "我的案件" in await encrypted.post(harness.http, harness.webhook, simulator.text_xml("o_v", "帮助"))
+    forged = WeChatServer(wx.token, wx.app_id, wx.encoding_aes_key, "plain").sign(
+        simulator.text_xml("o_victim", "我的案件")
+    )
+    assert await post_raw(harness, forged.query, forged.body.encode()) == (403, "encryption required (safe mode)")
+    assert await stored_rows(harness) == 2  # o_v and their message only: the forgery left nothing
+
+
+async def test_a_body_arriving_in_several_tcp_segments_is_read_whole(harness):
+    wx = harness.settings.wechat
+    signed = WeChatServer(wx.token, wx.app_id, wx.encoding_aes_key).sign(simulator.text_xml("o_slow_net", "帮助"))
+    body = signed.body.encode()
+    reader, writer = await asyncio.open_connection("127.0.0.1", int(harness.url.rsplit(":", 1)[1]))
+    head = (
+        f"POST {harness.settings.webhook.path}?{urlencode(signed.query)} HTTP/1.1\r\nHost: x\r\n"
+        f"Content-Type: text/xml\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
+    writer.write(head.encode() + body[:100])
+    await writer.drain()
+    await asyncio.sleep(0.2)
+    writer.write(body[100:])
+    await writer.drain()
+    response = await reader.read()
+    writer.close()
+    status_line, _, rest = response.partition(b"\r\n")
+    assert b" 200 " in status_line
+    reply_body = rest.split(b"\r\n\r\n", 1)[1].decode()
+    assert "我的案件" in harness.wechat.open_reply(signed, 200, reply_body)
 
 
 async def test_previous_aes_key_still_works_during_rotation(db_url, clock):
@@ -105,9 +149,22 @@ BAD_BODIES = {
 
 
 @pytest.mark.parametrize("name", list(BAD_BODIES))
-async def test_malformed_plain_bodies_are_400_never_500(harness, name):
-    status, _ = await post_raw(harness, plain_query(harness.settings.wechat.token), BAD_BODIES[name])
+async def test_malformed_plain_bodies_are_400_never_500(compat, name):
+    status, _ = await post_raw(compat, plain_query(compat.settings.wechat.token), BAD_BODIES[name])
     assert status == 400
+    assert await stored_rows(compat) == 0
+
+
+@pytest.mark.parametrize("name", [n for n in BAD_BODIES if n != "empty"])
+async def test_malformed_messages_inside_a_valid_envelope_are_400(harness, name):
+    """Correctly signed and encrypted — but what was encrypted is not a message."""
+    wx = harness.settings.wechat
+    crypto = WeChatCrypto(wx.token, wx.encoding_aes_key, wx.app_id)
+    q = plain_query(wx.token)
+    encrypt = xmltodict.parse(crypto.encrypt_message(BAD_BODIES[name], q["nonce"], q["timestamp"]))["xml"]["Encrypt"]
+    q.update(encrypt_type="aes", msg_signature=signature(wx.token, q["timestamp"], q["nonce"], encrypt))
+    body = f"<xml><Encrypt><![CDATA[{encrypt}]]></Encrypt></xml>".encode()
+    assert (await post_raw(harness, q, body))[0] == 400
     assert await stored_rows(harness) == 0
 
 
@@ -124,6 +181,8 @@ async def test_malformed_encrypted_bodies_are_400(harness):
 async def test_oversized_body_is_413(harness):
     body = b"<xml><Content>" + b"a" * (harness.settings.webhook.max_body_bytes + 10) + b"</Content></xml>"
     status, _ = await post_raw(harness, plain_query(harness.settings.wechat.token), body)
+    assert status == 413
+    status, _ = await post_raw(harness, {**plain_query(harness.settings.wechat.token), "encrypt_type": "aes"}, body)
     assert status == 413
     assert await stored_rows(harness) == 0
 

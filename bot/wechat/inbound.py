@@ -32,7 +32,7 @@ class Inbound:
         """WeChat retries carry the same MsgId; events have none, so FromUserName + CreateTime."""
         if self.kind != "event" and self.msg_id:
             return f"m:{self.msg_id}"
-        return f"e:{self.openid}:{self.created}:{self.event or self.kind}"
+        return f"e:{self.openid}:{self.created}:{self.event or self.kind}:{self.event_key or ''}"
 
     @property
     def is_interaction(self) -> bool:

@@ -181,9 +181,9 @@ def split_text(text: str, max_bytes: int) -> list[str]:
         if len((current + line).encode()) <= max_bytes:
             current += line
             continue
-        if current:
+        if current.strip():
             chunks.append(current.rstrip("\n"))
-            current = ""
+        current = ""
         while len(line.encode()) > max_bytes:
             cut = _cut_at_bytes(line, max_bytes)
             chunks.append(line[:cut])

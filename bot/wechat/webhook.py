@@ -55,6 +55,9 @@ class Webhook:
             crypto = None
             if request.query.get("encrypt_type", "raw").lower() == "aes":
                 body, crypto = self.crypto.decrypt(body, request.query.get("msg_signature"), timestamp, nonce)
+            elif self.settings.wechat.encryption_mode == "safe":
+                # A plain request's signature covers only token, timestamp and nonce — never the body.
+                raise Refused(403, "encryption required (safe mode)")
             msg, account = protocol.parse(body)
         except Refused as exc:
             return _refusal(exc)
@@ -71,10 +74,15 @@ class Webhook:
         limit = self.settings.webhook.max_body_bytes
         if request.content_length is not None and request.content_length > limit:
             raise Refused(413, "body too large")
-        raw = await request.content.read(limit + 1)
-        if len(raw) > limit:
-            raise Refused(413, "body too large")
-        return raw
+        parts: list[bytes] = []
+        size = 0
+        # A body can arrive in several TCP segments: read to the end, never past the cap.
+        while chunk := await request.content.readany():
+            size += len(chunk)
+            if size > limit:
+                raise Refused(413, "body too large")
+            parts.append(chunk)
+        return b"".join(parts)
 
 
 def _refusal(exc: Refused) -> web.Response:
