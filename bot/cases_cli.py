@@ -89,7 +89,7 @@ async def list_cases(settings: Settings, texts: Texts, *, status: str | None, as
 
 async def show_case(settings: Settings, texts: Texts, number: str, *, as_json: bool) -> int:
     async with reading(settings) as tx:
-        case = await cases.get(tx, cases.normalize_number(number, settings.complaint.case_number_prefix))
+        case = await cases.get(tx, cases.find_number(number, settings.complaint.case_number_prefix) or number)
     if case is None:
         print(texts("cli.case_not_found", number=number), file=sys.stderr)
         return 1

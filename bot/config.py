@@ -86,6 +86,8 @@ class ComplaintSettings:
     acceptance_days: int = 15
     max_description_chars: int = 2000
     max_photos: int = 9
+    # Told to residents who ask for a person outside a dialog (12345 is the citizens' service hotline).
+    hotline: str = "12345"
 
 
 @dataclass(frozen=True)

@@ -110,7 +110,7 @@ async def test_back_help_cancel_and_human(harness):
     helped = await r.say("帮助")
     assert "当前问题：第 2 步" in helped and "取消" in helped and "人工" in helped
     human = await r.say("人工")
-    assert "已为您转人工" in human and "第 2 步" in human
+    assert "已记下您需要人工帮助" in human and "第 2 步" in human
     async with harness.db.read() as s:
         state = await s.get(DialogState, "o_cmds")
         assert state.needs_human and state.data["category"] == "房屋损坏"  # kept and flagged for staff
@@ -142,18 +142,26 @@ async def test_summary_edit_by_number_returns_to_the_summary(harness):
     assert case.place_label == "云城街道B小区5栋" and case.contact_phone is None
 
 
-async def test_photo_after_description_is_still_attached(harness):
+async def test_photos_at_any_step_and_just_after_submitting_join_the_complaint(harness):
     r = harness.resident("o_late_photo")
     await r.say("投诉")
+    early = await r.photo("m_early")  # before even choosing a category
+    assert "已收到照片（共 1 张），会随投诉一并提交" in early and "第 1 步" in early
     await r.say("4")
     await r.say("村里")
     await r.say("施工渣土砸坏了门窗，墙也裂了，下雨漏水")
-    assert "已收到照片（共 1 张），会一并提交" in await r.photo("m_late")
+    late = await r.photo("m_late")
+    assert "已收到照片（共 2 张），会随投诉一并提交" in late and "第 4 步" in late
     await r.say("跳过")
-    assert "已收到照片（共 2 张），会一并提交" in await r.photo("m_later")  # even at the summary
-    await r.say("提交")
+    at_summary = await r.photo("m_later")
+    assert "共 3 张" in at_summary and "3. 问题描述：施工渣土砸坏了门窗，墙也裂了，下雨漏水（附照片 3 张）" in at_summary
+    number = (await r.say("提交")).split("案件编号：")[1].split("。")[0]
+    assert await r.photo("m_after") == f"已把这张照片补充到案件 {number}。"
     case = await only_case(harness)
-    assert case.photo_media_ids == ["m_late", "m_later"]
+    assert case.photo_media_ids == ["m_early", "m_late", "m_later", "m_after"]
+    assert [e.action for e in case.events] == ["submitted", "photo_added"]
+    harness.clock.advance(hours=1)
+    assert "暂时无法处理这类消息" in await r.photo("m_much_later")  # no longer obviously about that case
 
 
 async def test_idle_draft_is_offered_back_after_timeout(harness):
@@ -252,3 +260,86 @@ async def test_the_published_menu_only_has_buttons_the_bot_answers(harness, caps
     r = harness.resident("o_menu_all")
     replies = [await r.event("CLICK", b["key"]) for b in reversed(buttons)]
     assert "我的案件" in replies[0] and "还没有提交过案件" in replies[1] and "第 1 步" in replies[2]
+
+
+async def test_commands_work_with_punctuation_and_by_voice(harness):
+    r = harness.resident("o_spoken")
+    assert "第 1 步" in await r.voice("v0", "投诉。")
+    assert "第 2 步" in await r.voice("v1", "一。")  # speech recognition writes numbers as words
+    assert "已取消" in await r.say("取消。")
+    await r.say("我要投诉！")
+    await r.say("3")
+    await r.voice("v2", "乌当区某某村。")
+    await r.voice("v3", "三个村民因为修高速占地的地界吵了九年")
+    summary = await r.say("跳过")
+    assert "2. 地点：乌当区某某村" in summary
+    assert "案件编号" in await r.voice("v4", "提交。")
+
+
+async def test_lookups_mid_dialog_answer_without_costing_the_step(harness):
+    r = harness.resident("o_lookup")
+    number = (await file_complaint(r)).split("案件编号：")[1].split("。")[0]
+    await r.say("投诉")
+    await r.say("2")
+    mid = await r.say("我的案件")
+    assert f"{number}｜物业与停车" in mid and "还没有填写完" in mid and "第 2 步" in mid
+    assert f"案件编号：{number}" in await r.say(f"查询：{number.lower()}")
+    assert "第 3 步" in await r.say("云城街道某某小区")  # the dialog carried on where it was
+
+
+async def test_query_spellings_and_a_bare_number(harness):
+    r = harness.resident("o_q")
+    number = (await file_complaint(r)).split("案件编号：")[1].split("。")[0]
+    digits = number[2:].replace("-", "")
+    for asked in (f"查询 {number}", f"查询：{number}", f"查询案件{number}", f"查询 {digits}", number):
+        assert f"案件编号：{number}" in await r.say(asked), asked
+    assert "没有找到" in await r.say("查询 XF20200101-0009")
+
+
+async def test_a_person_asked_for_while_filing_reaches_the_ledger(harness):
+    r = harness.resident("o_human")
+    await r.say("投诉")
+    await r.say("人工")
+    await file_complaint(r)
+    case = await only_case(harness)
+    assert [e.action for e in case.events] == ["submitted", "human_requested"]
+    outside = await r.say("人工")
+    assert "12345" in outside and "投诉" in outside
+
+
+async def test_resume_offer_never_traps_the_resident(harness):
+    r = harness.resident("o_trap")
+    await r.say("投诉")
+    await r.say("1")
+    harness.clock.advance(minutes=40)
+    assert "已取消" in await r.say("取消")  # cancelling needs no detour through the offer
+    await r.say("投诉")
+    await r.say("1")
+    harness.clock.advance(minutes=40)
+    assert "草稿" in await r.say("云城街道")
+    assert "回复 1 继续" in await r.say("帮助")
+    mid = await r.say("我的案件")
+    assert "还没有提交过案件" in mid and "回复 1 继续" in mid
+    assert "第 2 步" in await r.say("1")
+
+
+async def test_an_untouched_dialog_just_carries_on_after_a_pause(harness):
+    r = harness.resident("o_pause")
+    await r.say("投诉")
+    harness.clock.advance(hours=3)
+    assert "第 2 步" in await r.say("1")  # nothing was filled in: no draft to offer back
+
+
+async def test_an_edit_interrupted_by_a_pause_still_returns_to_the_summary(harness):
+    r = harness.resident("o_edit_pause")
+    await r.say("投诉")
+    await r.say("1")
+    await r.say("云城街道")
+    await r.say(STORY)
+    await r.say("跳过")
+    await r.say("修改 1")
+    harness.clock.advance(hours=1)
+    assert "已填写 4/4 项" in await r.say("2")
+    assert "第 1 步" in await r.say("1")
+    summary = await r.say("2")
+    assert "请核对" in summary and "1. 问题类别：邻里纠纷" in summary

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bot.context import Ctx
 from bot.dialogs.engine import Dialog, Step
 from bot.dialogs.fields import ChoiceField, NarrativeField, PhoneField, PlaceField
 from bot.services import cases
+from bot.services.drafts import Draft
 
 
-async def submit(ctx: Ctx, data: dict[str, Any]) -> str:
+async def submit(ctx: Ctx, draft: Draft) -> str:
+    data = draft.data
     place, story = data["place"], data["description"]
     settings = ctx.settings.complaint
     number = await cases.submit_complaint(
@@ -30,6 +30,7 @@ async def submit(ctx: Ctx, data: dict[str, Any]) -> str:
         tz=ctx.settings.tz,
         prefix=settings.case_number_prefix,
         acceptance_days=settings.acceptance_days,
+        asked_for_staff=draft.needs_human,
     )
     return ctx.texts("complaint.submitted", number=number, days=settings.acceptance_days)
 

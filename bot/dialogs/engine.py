@@ -2,7 +2,8 @@
 validates, saves state after every step, offers the universal commands and ends with an editable summary.
 
 Universal commands at every step: 取消 (cancel), 返回 (previous step), 帮助 (help), 人工 (ask for a person; the
-draft is kept and flagged). At the summary: 提交, 修改 N. An idle draft is offered back: 1 continue, 2 restart.
+draft is kept and flagged). At the summary: 提交, 修改 N. A draft idle too long is offered back: 1 continue,
+2 start over. Commands may be typed or spoken (a voice message's recognised text), with punctuation.
 """
 
 from __future__ import annotations
@@ -10,20 +11,19 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
 
 from bot.context import Ctx
-from bot.dialogs.fields import Field, Invalid, normalize
+from bot.dialogs.fields import Field, Invalid, as_number, words
 from bot.services import drafts
 from bot.services.drafts import Draft
 from bot.wechat.inbound import Inbound
 
-CANCEL = ("取消", "退出", "放弃")
-BACK = ("返回", "上一步")
-HELP = ("帮助", "?", "？")
-HUMAN = ("人工", "转人工", "人工服务")
-SUBMIT = ("提交", "确认", "确定", "确认提交")
-CONTINUE = ("1", "继续")
+CANCEL = ("取消", "退出", "放弃", "不投诉了", "取消投诉")
+BACK = ("返回", "上一步", "返回上一步")
+HELP = ("帮助", "?", "怎么填")
+HUMAN = ("人工", "转人工", "人工服务", "找人工")
+SUBMIT = ("提交", "确认", "确定", "确认提交", "没问题")
+CONTINUE = ("1", "继续", "继续填写")
 RESTART = ("2", "重新开始", "重新填写")
 
 
@@ -41,9 +41,10 @@ class Dialog:
     title: str  # text key
     intro: str | None
     steps: tuple[Step, ...]
-    # Receives the answers; returns what to tell the resident. May raise Invalid.
-    submit: Callable[[Ctx, dict[str, Any]], Awaitable[str]]
-    # Photos sent at any later step are added to this step's value (its field must have add_photo).
+    # Receives the finished draft (answers, and whether a person was asked for); returns what to tell the
+    # resident. May raise Invalid.
+    submit: Callable[[Ctx, Draft], Awaitable[str]]
+    # Photos sent at any other step are kept with this step's value (its field must have add_photo).
     attachments_step: str | None = None
 
 
@@ -52,21 +53,19 @@ class Engine:
         self.dialogs = {d.name: d for d in dialogs}
 
     async def start(self, ctx: Ctx, name: str) -> str:
-        """Start a dialog — or, if a draft is waiting, offer it back rather than throw it away."""
+        """Start a dialog — or, if a draft with answers is waiting, offer it back rather than throw it away."""
         state = await drafts.get(ctx.tx, ctx.openid)
         if state is not None and state.data and state.dialog in self.dialogs:
             reply = self._offer_resume(ctx, state)
         else:
             dialog = self.dialogs[name]
+            needs_human = state is not None and state.needs_human  # a person was asked for: keep that
             state = drafts.begin(ctx.openid, name, ctx.clock.now())
+            state.needs_human = needs_human
             parts = [ctx.texts(dialog.intro)] if dialog.intro else []
             reply = "\n\n".join([*parts, self._prompt(ctx, dialog, state)])
         await drafts.save(ctx.tx, state)
         return reply
-
-    def is_idle(self, ctx: Ctx, state: Draft) -> bool:
-        timeout = timedelta(minutes=ctx.settings.dialog.idle_timeout_minutes)
-        return state.mode != "resume" and ctx.clock.now() - state.updated_at > timeout
 
     async def handle(self, ctx: Ctx, state: Draft, msg: Inbound) -> str:
         """Answer one message within the resident's draft, and save the draft (or its removal)."""
@@ -74,37 +73,50 @@ class Engine:
         if dialog is None:  # a dialog removed by an upgrade: drop its draft rather than trap the resident
             await drafts.discard(ctx.tx, state)
             return ctx.texts("dialog.cancelled")
-        if self.is_idle(ctx, state):
-            reply = self._offer_resume(ctx, state)
-        else:
-            reply = await self._dispatch(ctx, dialog, state, msg)
+        reply = await self._dispatch(ctx, dialog, state, msg)
         if not state.discarded:
             state.updated_at = ctx.clock.now()
             await drafts.save(ctx.tx, state)
         return reply
 
+    def reminder(self, ctx: Ctx, state: Draft) -> str:
+        """Where the resident is, for when they asked something else in the middle of a dialog."""
+        dialog = self.dialogs.get(state.dialog)
+        if dialog is None:
+            return ""
+        if state.mode == "resume":
+            return self._resume_offer_text(ctx, dialog, state)
+        return ctx.texts("dialog.reminder", dialog=ctx.texts(dialog.title), current=self._current(ctx, dialog, state))
+
     async def _dispatch(self, ctx: Ctx, dialog: Dialog, state: Draft, msg: Inbound) -> str:
-        word = normalize(msg.text) if msg.kind == "text" else ""
+        word = words(msg)
         if word in CANCEL:
             await drafts.discard(ctx.tx, state)
             return ctx.texts("dialog.cancelled")
+        if word in HUMAN:
+            state.needs_human = True
+            return "\n\n".join([ctx.texts("dialog.human"), self._current(ctx, dialog, state)])
+        if self._is_idle(ctx, state):
+            return self._offer_resume(ctx, state)
         if state.mode == "resume":
             return await self._resume(ctx, dialog, state, word)
         if word in HELP:
             return ctx.texts("dialog.help_step", prompt=self._current(ctx, dialog, state))
-        if word in HUMAN:
-            state.needs_human = True
-            return "\n\n".join([ctx.texts("dialog.human"), self._current(ctx, dialog, state)])
         if word in BACK:
             return self._back(ctx, dialog, state)
+        if attached := self._attach_elsewhere(ctx, dialog, state, msg):
+            return attached
         if state.mode == "confirm":
-            return await self._confirm(ctx, dialog, state, word, msg)
+            return await self._confirm(ctx, dialog, state, word)
         return self._answer(ctx, dialog, state, msg)
+
+    def _is_idle(self, ctx: Ctx, state: Draft) -> bool:
+        """Idle long enough to ask before carrying on — unless nothing has been answered yet."""
+        timeout = timedelta(minutes=ctx.settings.dialog.idle_timeout_minutes)
+        return state.mode != "resume" and bool(state.data) and ctx.clock.now() - state.updated_at > timeout
 
     def _answer(self, ctx: Ctx, dialog: Dialog, state: Draft, msg: Inbound) -> str:
         step = dialog.steps[state.step]
-        if attached := self._attach_elsewhere(ctx, dialog, state, step, msg):
-            return attached
         try:
             answer = step.field.parse(ctx, msg, state.data.get(step.key))
         except Invalid as exc:
@@ -120,17 +132,17 @@ class Engine:
         state.step += 1
         return self._prompt(ctx, dialog, state)
 
-    def _attach_elsewhere(self, ctx: Ctx, dialog: Dialog, state: Draft, step: Step | None, msg: Inbound) -> str | None:
-        """A photo sent after its step was answered still belongs to the complaint."""
+    def _attach_elsewhere(self, ctx: Ctx, dialog: Dialog, state: Draft, msg: Inbound) -> str | None:
+        """A photo sent at another step (or at the summary) still belongs to the complaint."""
         key = dialog.attachments_step
-        if msg.kind != "image" or not msg.media_id or key is None or key not in state.data:
+        if msg.kind != "image" or not msg.media_id or key is None:
             return None
-        if step is not None and step.key == key:
-            return None
+        if state.mode == "step" and dialog.steps[state.step].key == key:
+            return None  # the attachments step itself takes photos as part of its answer
         field = next(s.field for s in dialog.steps if s.key == key)
-        value, ack = field.add_photo(ctx, state.data[key], msg.media_id)
+        value, ack = field.add_photo(ctx, state.data.get(key) or field.empty(), msg.media_id)
         state.data = {**state.data, key: value}
-        return ack
+        return "\n\n".join([ack, self._current(ctx, dialog, state)])
 
     def _invalid(self, ctx: Ctx, dialog: Dialog, state: Draft, error: str) -> str:
         state.failed_tries += 1
@@ -154,10 +166,10 @@ class Engine:
             state.step -= 1
         return "\n\n".join([ctx.texts("dialog.back"), self._prompt(ctx, dialog, state)])
 
-    async def _confirm(self, ctx: Ctx, dialog: Dialog, state: Draft, word: str, msg: Inbound) -> str:
+    async def _confirm(self, ctx: Ctx, dialog: Dialog, state: Draft, word: str) -> str:
         if word in SUBMIT:
             try:
-                reply = await dialog.submit(ctx, dict(state.data))
+                reply = await dialog.submit(ctx, state)
             except Invalid as exc:
                 return "\n\n".join([str(exc), self._summary(ctx, dialog, state)])
             await drafts.discard(ctx.tx, state)
@@ -168,8 +180,6 @@ class Engine:
             step = dialog.steps[state.step]
             edit = ctx.texts("dialog.edit_prompt", index=index, label=ctx.texts(step.label))
             return "\n\n".join([edit, self._prompt(ctx, dialog, state)])
-        if msg.kind == "image" and (attached := self._attach_elsewhere(ctx, dialog, state, None, msg)):
-            return attached
         return ctx.texts("dialog.confirm_invalid", count=len(dialog.steps))
 
     async def _resume(self, ctx: Ctx, dialog: Dialog, state: Draft, word: str) -> str:
@@ -180,20 +190,29 @@ class Engine:
                 state.mode = "step"
             return self._current(ctx, dialog, state)
         if word in RESTART:
+            needs_human = state.needs_human
             state.restart(ctx.clock.now())
+            state.needs_human = needs_human
             return "\n\n".join([ctx.texts("dialog.restarted"), self._prompt(ctx, dialog, state)])
+        if word in HELP:
+            return self._resume_offer_text(ctx, dialog, state)
         return ctx.texts("dialog.resume_invalid")
 
     def _offer_resume(self, ctx: Ctx, state: Draft) -> str:
         dialog = self.dialogs[state.dialog]
         if state.mode == "confirm":
             state.step = len(dialog.steps)  # remembered as "at the summary" while offering
-        state.mode, state.editing = "resume", False
-        done = sum(1 for s in dialog.steps if s.key in state.data)
+        state.mode = "resume"  # `editing` stays: continuing an edit returns to the summary
+        return self._resume_offer_text(ctx, dialog, state)
+
+    def _resume_offer_text(self, ctx: Ctx, dialog: Dialog, state: Draft) -> str:
+        done = min(state.step, len(dialog.steps)) if not state.editing else len(dialog.steps)
         return ctx.texts("dialog.resume_offer", dialog=ctx.texts(dialog.title), done=done, total=len(dialog.steps))
 
     def _current(self, ctx: Ctx, dialog: Dialog, state: Draft) -> str:
         """What the resident is being asked right now: a step's question, or the summary."""
+        if state.mode == "resume":
+            return self._resume_offer_text(ctx, dialog, state)
         return self._summary(ctx, dialog, state) if state.mode == "confirm" else self._prompt(ctx, dialog, state)
 
     def _prompt(self, ctx: Ctx, dialog: Dialog, state: Draft) -> str:
@@ -212,5 +231,5 @@ class Engine:
 def _edit_index(word: str) -> int | None:
     if not word.startswith("修改"):
         return None
-    rest = word[2:].strip().lstrip("第").rstrip("项")
+    rest = as_number(word[2:].strip())
     return int(rest) if rest.isdigit() else None

@@ -27,9 +27,40 @@ class Answer:
     ack: str | None = None
 
 
+_EDGE_PUNCTUATION = "。.！!？?，,、；;：:～~…·\"'“”‘’()（）【】[] "
+_SPOKEN_NUMBERS = {
+    "一": "1",
+    "二": "2",
+    "两": "2",
+    "三": "3",
+    "四": "4",
+    "五": "5",
+    "六": "6",
+    "七": "7",
+    "八": "8",
+    "九": "9",
+    "十": "10",
+}
+
+
 def normalize(text: str | None) -> str:
-    """Full-width digits and letters to half-width, collapsed spaces: what a phone keyboard sends varies."""
-    return " ".join(unicodedata.normalize("NFKC", text or "").split())
+    """What a phone keyboard or speech recognition sends varies: full-width characters to half-width, spaces
+    collapsed, punctuation at the ends dropped ("取消。" is 取消) unless it is all there is ("?")."""
+    text = " ".join(unicodedata.normalize("NFKC", text or "").split())
+    return text.strip(_EDGE_PUNCTUATION) or text
+
+
+def words(msg: Inbound) -> str:
+    """The words of a text message or of a recognised voice message, normalised; "" for anything else."""
+    if msg.kind in ("text", "voice") and msg.text:
+        return normalize(msg.text)
+    return ""
+
+
+def as_number(word: str) -> str:
+    """A spoken "三" or "第三" means 3."""
+    word = word.removeprefix("第").removesuffix("个").removesuffix("项")
+    return _SPOKEN_NUMBERS.get(word, word)
 
 
 class Field(Protocol):
@@ -56,7 +87,7 @@ class ChoiceField:
 
     def parse(self, ctx: Ctx, msg: Inbound, current: Any) -> Answer:
         choices = self.choices(ctx)
-        text = normalize(msg.text) if msg.kind == "text" else ""
+        text = as_number(words(msg))
         if text.isdigit() and 1 <= int(text) <= len(choices):
             return Answer(choices[int(text) - 1])
         if text in choices:
@@ -81,8 +112,7 @@ class PlaceField:
         if msg.kind == "location" and msg.location is not None:
             loc = msg.location
             return Answer({"label": loc.label, "lat": loc.latitude, "lng": loc.longitude})
-        if msg.kind == "text":
-            text = normalize(msg.text)
+        if text := words(msg):
             if len(text) < self.min_chars:
                 raise Invalid(ctx.texts("complaint.place_too_short"))
             return Answer({"label": text[: self.max_chars], "lat": None, "lng": None})
@@ -107,18 +137,19 @@ class NarrativeField:
     def empty() -> dict[str, Any]:
         return {"text": "", "photos": [], "voices": []}
 
-    def add_photo(self, ctx: Ctx, value: dict, media_id: str) -> tuple[dict, str]:
+    def add_photo(self, ctx: Ctx, value: dict, media_id: str, *, elsewhere: bool = True) -> tuple[dict, str]:
+        """Keep a photo; the acknowledgement asks for the story only when this is the step asking for it."""
         limit = ctx.settings.complaint.max_photos
         if len(value["photos"]) >= limit:
             return value, ctx.texts("complaint.photo_limit", max=limit)
         value = {**value, "photos": [*value["photos"], media_id]}
-        key = "complaint.photo_received_later" if value["text"] else "complaint.photo_received"
+        key = "complaint.photo_received_later" if elsewhere or value["text"] else "complaint.photo_received"
         return value, ctx.texts(key, count=len(value["photos"]))
 
     def parse(self, ctx: Ctx, msg: Inbound, current: Any) -> Answer:
         value = current or self.empty()
         if msg.kind == "image" and msg.media_id:
-            value, ack = self.add_photo(ctx, value, msg.media_id)
+            value, ack = self.add_photo(ctx, value, msg.media_id, elsewhere=False)
             return Answer(value, done=False, ack=ack)
         if msg.kind == "voice":
             if not msg.text:
@@ -156,7 +187,7 @@ class PhoneField:
         return {}
 
     def parse(self, ctx: Ctx, msg: Inbound, current: Any) -> Answer:
-        text = normalize(msg.text) if msg.kind == "text" else ""
+        text = words(msg)
         if text in SKIP_WORDS:
             return Answer(None)
         number = re.sub(r"[\s()（）]", "", text).replace("—", "-")

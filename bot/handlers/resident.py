@@ -1,17 +1,25 @@
-"""What a resident can ask outside a dialog: 投诉, 我的案件, 查询 <number>, 帮助."""
+"""What a resident can ask outside a dialog: 投诉, 我的案件, 查询 <number>, 帮助, 人工 — typed or spoken."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from bot.context import Ctx
 from bot.dialogs import ENGINE
-from bot.dialogs.fields import normalize
+from bot.dialogs.fields import words
 from bot.services import cases
 from bot.services.cases import Case
 from bot.wechat.inbound import Inbound
 
 QUERY = "查询"
+# A photo this soon after submitting is added to the case just submitted.
+LATE_PHOTO_WINDOW = timedelta(minutes=30)
+
+
+def help_example(ctx: Ctx) -> str:
+    day = ctx.clock.now().astimezone(ctx.settings.tz).strftime("%Y%m%d")
+    return f"{ctx.settings.complaint.case_number_prefix}{day}-0001"
 
 
 def help_text(ctx: Ctx) -> str:
@@ -24,6 +32,10 @@ async def show_help(ctx: Ctx) -> str:
 
 async def start_complaint(ctx: Ctx) -> str:
     return await ENGINE.start(ctx, "complaint")
+
+
+async def ask_for_person(ctx: Ctx) -> str:
+    return ctx.texts("common.human_outside", hotline=ctx.settings.complaint.hotline)
 
 
 def _local(ctx: Ctx, moment, fmt: str = "%Y-%m-%d %H:%M") -> str:
@@ -49,19 +61,16 @@ async def my_cases(ctx: Ctx) -> str:
     return "\n".join(lines)
 
 
-async def query_case(ctx: Ctx, raw_number: str) -> str:
-    if not raw_number.strip():
+async def query_case(ctx: Ctx, asked: str) -> str:
+    number = cases.find_number(asked, ctx.settings.complaint.case_number_prefix)
+    if number is None:
+        if asked.strip(" ：:"):
+            return ctx.texts("cases.not_found", number=asked.strip(" ：:"))
         return ctx.texts("cases.query_usage", example=help_example(ctx))
-    number = cases.normalize_number(raw_number, ctx.settings.complaint.case_number_prefix)
     case = await cases.get_for_resident(ctx.tx, ctx.openid, number)
     if case is None:
-        return ctx.texts("cases.not_found", number=raw_number.strip())
+        return ctx.texts("cases.not_found", number=number)
     return describe_case(ctx, case)
-
-
-def help_example(ctx: Ctx) -> str:
-    day = ctx.clock.now().astimezone(ctx.settings.tz).strftime("%Y%m%d")
-    return f"{ctx.settings.complaint.case_number_prefix}{day}-0001"
 
 
 def describe_case(ctx: Ctx, case: Case) -> str:
@@ -95,19 +104,39 @@ def describe_case(ctx: Ctx, case: Case) -> str:
 COMMANDS: dict[str, Callable[[Ctx], Awaitable[str]]] = {
     "投诉": start_complaint,
     "我要投诉": start_complaint,
+    "我要反映问题": start_complaint,
     "我的案件": my_cases,
     "帮助": show_help,
     "?": show_help,
-    "？": show_help,
+    "人工": ask_for_person,
+    "转人工": ask_for_person,
+    "人工服务": ask_for_person,
 }
 
 
+def is_lookup(word: str, prefix: str) -> bool:
+    """Questions that read cases and change nothing — answered even in the middle of a dialog."""
+    return word == "我的案件" or (word.startswith(QUERY) and cases.find_number(word, prefix) is not None)
+
+
+async def lookup(ctx: Ctx, word: str) -> str:
+    return await my_cases(ctx) if word == "我的案件" else await query_case(ctx, word[len(QUERY) :])
+
+
 async def handle(ctx: Ctx, msg: Inbound) -> str:
-    if msg.kind != "text":
+    if msg.kind == "image" and msg.media_id:
+        number = await cases.add_photo_to_recent(
+            ctx.tx, ctx.openid, msg.media_id, now=ctx.clock.now(), within=LATE_PHOTO_WINDOW
+        )
+        if number is not None:
+            return ctx.texts("common.photo_added", number=number)
+    word = words(msg)
+    if not word:
         return ctx.texts("common.unsupported_message")
-    text = normalize(msg.text)
-    if command := COMMANDS.get(text):
+    if command := COMMANDS.get(word):
         return await command(ctx)
-    if text.startswith(QUERY):
-        return await query_case(ctx, text[len(QUERY) :])
+    if word.startswith(QUERY):
+        return await query_case(ctx, word[len(QUERY) :])
+    if cases.find_number(word, ctx.settings.complaint.case_number_prefix):
+        return await query_case(ctx, word)  # a bare case number: they want to know about it
     return ctx.texts("common.unknown_text", help=help_text(ctx))

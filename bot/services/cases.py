@@ -77,10 +77,42 @@ INSERT INTO case_events (case_id, at, actor, action, from_status, to_status, not
 VALUES (:case_id, :at, :actor, :action, :from_status, :to_status, :note)"""
 
 
+async def add_ledger(
+    tx: Tx,
+    case_id: int,
+    now: datetime,
+    actor: str,
+    action: str,
+    *,
+    from_status: str | None = None,
+    to_status: str | None = None,
+    note: str | None = None,
+) -> None:
+    """One ledger (台账) entry: who did what to a case, when, and why."""
+    await tx.run(
+        _INSERT_EVENT,
+        case_id=case_id,
+        at=tx.ts(now),
+        actor=actor,
+        action=action,
+        from_status=from_status,
+        to_status=to_status,
+        note=note,
+    )
+
+
 async def submit_complaint(
-    tx: Tx, new: NewComplaint, *, now: datetime, tz: ZoneInfo, prefix: str, acceptance_days: int
+    tx: Tx,
+    new: NewComplaint,
+    *,
+    now: datetime,
+    tz: ZoneInfo,
+    prefix: str,
+    acceptance_days: int,
+    asked_for_staff: bool = False,
 ) -> str:
-    """Store the complaint as a pending case with its first ledger entry; its number."""
+    """Store the complaint as a pending case with its first ledger entry; its number. A resident who asked
+    for a person (人工) while filing has that on the ledger, where staff see it."""
     number = await next_number(tx, prefix, now.astimezone(tz).strftime("%Y%m%d"))
     case_id = await tx.val(
         _INSERT_CASE,
@@ -98,27 +130,44 @@ async def submit_complaint(
         now=tx.ts(now),
         accept_due_at=tx.ts(now + timedelta(days=acceptance_days)),
     )
-    await tx.run(
-        _INSERT_EVENT,
-        case_id=case_id,
-        at=tx.ts(now),
-        actor="resident",
-        action="submitted",
-        from_status=None,
-        to_status=PENDING,
-        note=None,
-    )
+    await add_ledger(tx, case_id, now, "resident", "submitted", to_status=PENDING)
+    if asked_for_staff:
+        await add_ledger(tx, case_id, now, "resident", "human_requested")
     return number
 
 
-def normalize_number(raw: str, prefix: str) -> str:
-    """What residents type varies: lower case, spaces, no dash, no prefix. XF20261125-0001 in, out."""
-    text = re.sub(r"[\s\-－—_]", "", raw).upper()
-    if text.startswith(prefix.upper()):
-        text = text[len(prefix) :]
-    if re.fullmatch(r"\d{9,}", text):
-        return f"{prefix}{text[:8]}-{text[8:].zfill(4)}"
-    return raw.strip().upper()
+_CASE_NUMBER = re.compile(r"([A-Za-z]{0,4})\s*(\d{8})\s*[-－—_]?\s*(\d{1,6})")
+
+
+def find_number(text: str, prefix: str) -> str | None:
+    """A case number anywhere in what the resident typed ("查询：xf20261125-1", "案件XF202611250001")."""
+    match = _CASE_NUMBER.search(text)
+    if match is None or (match.group(1) and match.group(1).upper() != prefix.upper()):
+        return None
+    return f"{prefix}{match.group(2)}-{int(match.group(3)):04d}"
+
+
+_LATEST_PENDING = """
+SELECT id, number, photo_media_ids FROM cases
+WHERE openid = :openid AND status = :status AND created_at >= :since ORDER BY id DESC LIMIT 1"""
+
+
+async def add_photo_to_recent(tx: Tx, openid: str, media_id: str, *, now: datetime, within: timedelta) -> str | None:
+    """A photo sent just after submitting belongs to the case just submitted; its number (None if this
+    resident has no pending case that recent)."""
+    lock = "" if tx.is_sqlite else " FOR UPDATE"  # SQLite's BEGIN IMMEDIATE already excludes other writers
+    row = await tx.one(_LATEST_PENDING + lock, openid=openid, status=PENDING, since=tx.ts(now - within))
+    if row is None:
+        return None
+    photos = [*unjs(row["photo_media_ids"]), media_id]
+    await tx.run(
+        "UPDATE cases SET photo_media_ids = :photos, updated_at = :now WHERE id = :id",
+        photos=js(photos),
+        now=tx.ts(now),
+        id=row["id"],
+    )
+    await add_ledger(tx, row["id"], now, "resident", "photo_added")
+    return row["number"]
 
 
 _CASE_COLUMNS = """id, number, openid, category, place_label, latitude, longitude, description, photo_media_ids,
