@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -30,6 +31,8 @@ from storage.fast import Conflict, Store, js, unjs
 log = logging.getLogger(__name__)
 
 CONTINUATION_DELAY = timedelta(seconds=2)
+# Outbox rows older than this are stuck (WeChat refusing them), not in flight: they no longer hold back answers.
+QUEUED_ANSWER_HORIZON = timedelta(minutes=10)
 
 Handler = Callable[[Ctx, Inbound], Awaitable[str | None]]
 
@@ -72,7 +75,7 @@ class Intake:
                 # The answer exists and is being written as a passive reply; a short wait beats losing it.
                 return await asyncio.shield(job.task)
             job.deferred = True
-            log.warning("reply budget exceeded; answer deferred to the outbox", extra={"key": key})
+            log.warning("reply budget exceeded; answer of message %s deferred to the outbox", _ref(key))
             return None
 
     async def _run(self, job: _Job) -> str | None:
@@ -89,12 +92,23 @@ class Intake:
                     if row is not None:
                         return _answer_of(row)
                 except Exception:
-                    log.exception("handling failed", extra={"key": msg.dedupe_key})
+                    log.exception("handling message %s failed", _ref(msg.dedupe_key))
                     break
             else:
-                log.error("handling conflicted twice", extra={"key": msg.dedupe_key})
-            # Nothing was stored, so WeChat's retry (or the resident) can try again.
-            return None if job.deferred else self.texts("common.error")
+                log.error("handling message %s conflicted twice", _ref(msg.dedupe_key))
+            # Nothing was stored, so the resident can send it again; tell them so — through the outbox when
+            # WeChat has already been answered `success` and will not retry.
+            if not job.deferred:
+                return self.texts("common.error")
+            await self._push_error(msg.openid)
+            return None
+
+    async def _push_error(self, openid: str) -> None:
+        try:
+            async with self.store.write() as tx:
+                await enqueue_text(tx, self.clock, openid, self.texts("common.error"))
+        except Exception:
+            log.exception("could not queue the error notice either")
 
     async def _handle_once(self, job: _Job) -> str | None:
         msg = job.msg
@@ -105,9 +119,12 @@ class Intake:
             ctx = Ctx(tx=tx, clock=self.clock, settings=self.settings, texts=self.texts, openid=msg.openid)
             reply = await self.handler(ctx, msg)
             chunks = split_text(reply, self.settings.webhook.max_text_bytes) if reply else []
+            # An earlier answer still waiting in the outbox must not be overtaken by this one.
+            since = tx.ts(self.clock.now() - QUEUED_ANSWER_HORIZON)
+            queued = bool(chunks) and await tx.val(_QUEUED, openid=msg.openid, since=since) is not None
             # From here the answer is fixed; a request that times out now waits for the commit instead.
             job.phase = "committing"
-            deferred = job.deferred
+            deferred = job.deferred or queued
             # Continuations wait a moment so they cannot overtake the passive reply WeChat is about to show.
             not_before = None if deferred else self.clock.now() + CONTINUATION_DELAY
             for chunk in chunks if deferred else chunks[1:]:
@@ -136,9 +153,15 @@ class Intake:
 
 
 _STORED = "SELECT status, reply FROM inbound_messages WHERE dedupe_key = :key"
+_QUEUED = "SELECT id FROM outbox WHERE openid = :openid AND status = 'pending' AND created_at >= :since LIMIT 1"
 _STORE = """
 INSERT INTO inbound_messages (dedupe_key, openid, msg_type, received_at, status, reply)
 VALUES (:key, :openid, :msg_type, :at, :status, :reply)"""
+
+
+def _ref(dedupe_key: str) -> str:
+    """A log reference for a message that does not reveal who sent it."""
+    return hashlib.sha256(dedupe_key.encode()).hexdigest()[:12]
 
 
 def _answer_of(row) -> str | None:

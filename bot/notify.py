@@ -5,6 +5,11 @@ WeChat must not hold a database lock), then record the outcome in a write transa
 while our lease still stands. A crashed worker's rows are claimed again once its lease runs out; a worker
 whose lease was taken over records nothing. Rows of one resident go out in id order: a row is not claimed
 while an earlier row of the same resident is waiting for a retry or leased by another worker.
+
+A row fails for good only when WeChat refuses this message or this recipient (PERMANENT_ERRCODES) or its
+payload is unusable. Everything else — busy, quotas, our own configuration — is retried later: a notice
+(a deferred reply may carry a resident's case number) must not be lost to a quota or to a configuration
+mistake an operator fixes an hour later. Logs name outbox rows by id, never by openid.
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from sqlalchemy.orm import aliased
 
 from bot.clock import Clock
 from bot.config import OutboxSettings
-from bot.wechat.api import WeChatAPI, WeChatAPIError
+from bot.wechat.api import HTTP_ERRCODE, TOKEN_ERRCODES, WeChatAPI, WeChatAPIError
 from storage.db import Database
 from storage.fast import Tx, js
 from storage.models import OutboxMessage
@@ -31,6 +36,29 @@ MAX_BACKOFF_SECONDS = 3600
 # Customer-service window closed (45015) or its quota spent (45047): the notice cannot go as a
 # customer-service message. The template-message / 订阅通知 fallback belongs where these fail (see `_send`).
 WINDOW_ERRCODES = frozenset({45015, 45047})
+# Refusals of this message or this recipient that no retry can fix: the row fails at once. Besides the
+# window: 43004 unsubscribed, 40003 invalid openid, 45002 content too long, 40008 invalid message type,
+# 44004 empty content, 40037 invalid template id, 47001 malformed request body.
+PERMANENT_ERRCODES = WINDOW_ERRCODES | frozenset({43004, 40003, 45002, 40008, 44004, 40037, 47001})
+# 45009: the account's daily quota is spent. Like a configuration error it says nothing about this message and
+# lasts until the quota resets, so it is retried without spending attempts, never sooner than this.
+DAILY_QUOTA_ERRCODE = 45009
+DAILY_QUOTA_MIN_DELAY_SECONDS = 15 * 60
+# The bot's configuration is wrong, not the message: 40164 caller IP not whitelisted, 40125 bad AppSecret,
+# 40013 invalid AppID, -2 an HTTP 4xx without JSON (wrong api_base_url, a proxy's page) and a token rejected
+# again after the client's one refresh (the client swallows the first rejection, so any TOKEN_ERRCODES that
+# reach us are the second: another process rotating this account's token, or a changed AppSecret). Every
+# row would fail alike until an operator fixes it, so these are logged once per tick and retried without
+# spending attempts (see `_record`).
+CONFIG_ERRCODES = frozenset({40164, 40125, 40013, HTTP_ERRCODE}) | TOKEN_ERRCODES
+CONFIG_MIN_DELAY_SECONDS = 5 * 60
+_CONFIG_HINTS = {
+    40164: "add this server's outbound IP to the account's IP whitelist",
+    40125: "check wechat.app_secret",
+    40013: "check wechat.app_id",
+    HTTP_ERRCODE: "check wechat.api_base_url and any proxy in between",
+    **dict.fromkeys(TOKEN_ERRCODES, "another process may be refreshing this account's token, or the secret changed"),
+}
 # Serializes claims on PostgreSQL so two workers never split one resident's rows between them (which would
 # let a later row overtake an earlier one). Claims are one short UPDATE, so taking turns costs nothing.
 _CLAIM_LOCK_KEY = 0x6F7574626F78  # "outbox"
@@ -61,9 +89,15 @@ async def enqueue_text(tx: Tx, clock: Clock, openid: str, text: str, *, not_befo
 
 @dataclass(frozen=True)
 class _Outcome:
-    # "sent" · "retry" (transient; try again later) · "failed" (give up)
+    # "sent" · "retry" (try again later) · "failed" (give up)
     status: str
     error: str | None = None
+    # A retry waits at least this long, however few attempts were made.
+    min_delay: float = 0.0
+    # Retried without spending an attempt: the cause is the account, not this message (see `_record`).
+    keeps_attempts: bool = False
+    # The WeChat errcode of a configuration error (CONFIG_ERRCODES), logged once per tick.
+    config_errcode: int | None = None
 
 
 SENT = _Outcome("sent")
@@ -85,9 +119,13 @@ class OutboxWorker:
         per_resident: dict[str, list[Row]] = {}
         for row in rows:
             per_resident.setdefault(row.openid, []).append(row)
+        config_failures: list[tuple[Row, _Outcome]] = []
         results = await asyncio.gather(
-            *(self._deliver_in_order(rows) for rows in per_resident.values()), return_exceptions=True
+            *(self._deliver_in_order(rows, config_failures) for rows in per_resident.values()),
+            return_exceptions=True,
         )
+        if config_failures:
+            _log_config_failures(config_failures)
         errors = [r for r in results if isinstance(r, BaseException)]
         if errors:
             raise errors[0]
@@ -128,7 +166,7 @@ class OutboxWorker:
             update(o)
             .where(o.id.in_(due))
             .values(lease_owner=self.owner, lease_until=now + timedelta(seconds=self.settings.lease_seconds))
-            .returning(o.id, o.openid, o.kind, o.payload, o.attempts)
+            .returning(o.id, o.openid, o.kind, o.payload, o.attempts, o.created_at)
         )
         async with self.db.write() as session:
             # SQLite needs no lock of ours: BEGIN IMMEDIATE already lets one writer in at a time.
@@ -137,11 +175,13 @@ class OutboxWorker:
             rows = (await session.execute(claim)).all()
         return sorted(rows, key=lambda r: r.id)
 
-    async def _deliver_in_order(self, rows: list[Row]) -> int:
+    async def _deliver_in_order(self, rows: list[Row], config_failures: list[tuple[Row, _Outcome]]) -> int:
         delivered = 0
         for i, row in enumerate(rows):
             outcome = await self._send(row)
             await self._record(row, outcome)
+            if outcome.config_errcode is not None:
+                config_failures.append((row, outcome))
             if outcome is SENT:
                 delivered += 1
             elif outcome.status == "retry":
@@ -154,12 +194,18 @@ class OutboxWorker:
         try:
             await self._call_api(row.kind, row.openid, row.payload)
         except WeChatAPIError as exc:
-            if exc.retryable:
-                return _Outcome("retry", str(exc))
-            # Hook for the later issue: when exc.errcode in WINDOW_ERRCODES, fall back to a template message
-            # (or 订阅通知) here instead of giving up.
-            log.warning("outbox %s to %s failed: %s", row.id, row.openid, exc)
-            return _Outcome("failed", str(exc))
+            if exc.errcode in PERMANENT_ERRCODES:
+                # Hook for the later issue: when exc.errcode in WINDOW_ERRCODES, fall back to a template message
+                # (or 订阅通知) here instead of giving up.
+                log.warning("outbox %s (%s) failed: %s", row.id, row.kind, exc)
+                return _Outcome("failed", str(exc))
+            if exc.errcode in CONFIG_ERRCODES:
+                # Logged once per tick for all rows (see `tick`), not once per row.
+                return _Outcome("retry", str(exc), CONFIG_MIN_DELAY_SECONDS, True, config_errcode=exc.errcode)
+            if exc.errcode == DAILY_QUOTA_ERRCODE:
+                return _Outcome("retry", str(exc), DAILY_QUOTA_MIN_DELAY_SECONDS, keeps_attempts=True)
+            # -1 busy, 45011 per-minute quota and anything we do not know: bounded by max_attempts.
+            return _Outcome("retry", str(exc))
         except (KeyError, TypeError, ValueError) as exc:
             # A malformed row will not get better by waiting.
             log.error("outbox %s: unusable %s payload: %r", row.id, row.kind, exc)
@@ -187,8 +233,21 @@ class OutboxWorker:
         values: dict[str, Any] = {"attempts": attempts, "lease_owner": None, "lease_until": None}
         if outcome is SENT:
             values.update(status="sent", sent_at=now, last_error=None)
+        elif outcome.keeps_attempts:
+            # A configuration error (or a spent daily quota) says nothing about this message: every row fails
+            # alike until an operator fixes the setting (or the day rolls over), which may take hours. Counting
+            # these tries against max_attempts would give up notices for good over something fixed later, so
+            # `attempts` stays as it was and only next_attempt_at moves on. With the count frozen, the backoff
+            # grows with the row's age instead: waiting as long again as the row has existed doubles the wait
+            # each time, from the minimum up to the hour's cap — a fix is picked up within the hour, and a long
+            # outage costs few calls.
+            age = (now - row.created_at).total_seconds()
+            delay = min(max(outcome.min_delay, age), MAX_BACKOFF_SECONDS)
+            values.update(attempts=row.attempts, next_attempt_at=now + timedelta(seconds=delay))
+            values.update(last_error=outcome.error)
         elif outcome.status == "retry" and attempts < self.settings.max_attempts:
-            delay = min(self.settings.backoff_base_seconds * 2 ** (attempts - 1), MAX_BACKOFF_SECONDS)
+            backoff = min(self.settings.backoff_base_seconds * 2 ** (attempts - 1), MAX_BACKOFF_SECONDS)
+            delay = max(backoff, outcome.min_delay)
             values.update(next_attempt_at=now + timedelta(seconds=delay), last_error=outcome.error)
         else:
             error = outcome.error if outcome.status == "failed" else f"{outcome.error} (gave up after {attempts} tries)"
@@ -211,3 +270,20 @@ class OutboxWorker:
                 .where(o.id.in_([r.id for r in rows]), o.lease_owner == self.owner)
                 .values(lease_owner=None, lease_until=None)
             )
+
+
+def _log_config_failures(failures: list[tuple[Row, _Outcome]]) -> None:
+    """One ERROR line per tick for every row a configuration error held back: by row id, never by openid."""
+    errors = sorted({outcome.error or "" for _, outcome in failures})
+    hints = sorted({_CONFIG_HINTS[o.config_errcode] for _, o in failures if o.config_errcode in _CONFIG_HINTS})
+    ids = sorted(row.id for row, _ in failures)
+    shown = ", ".join(map(str, ids[:10])) + (f" and {len(ids) - 10} more" if len(ids) > 10 else "")
+    log.error(
+        "outbox: WeChat rejected the bot's configuration (%s); an operator must fix the configuration (%s). "
+        "%d row(s) stay pending without spending attempts and are retried in %d minutes or more: %s",
+        "; ".join(errors),
+        "; ".join(hints),
+        len(ids),
+        CONFIG_MIN_DELAY_SECONDS // 60,
+        shown,
+    )

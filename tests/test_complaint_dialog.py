@@ -154,7 +154,9 @@ async def test_photos_at_any_step_and_just_after_submitting_join_the_complaint(h
     assert "已收到照片（共 2 张），会随投诉一并提交" in late and "第 4 步" in late
     await r.say("跳过")
     at_summary = await r.photo("m_later")
-    assert "共 3 张" in at_summary and "3. 问题描述：施工渣土砸坏了门窗，墙也裂了，下雨漏水（附照片 3 张）" in at_summary
+    assert (
+        "共 3 张" in at_summary and "3. 问题描述：施工渣土砸坏了门窗，墙也裂了，下雨漏水（附照片 3 张）" in at_summary
+    )
     number = (await r.say("提交")).split("案件编号：")[1].split("。")[0]
     assert await r.photo("m_after") == f"已把这张照片补充到案件 {number}。"
     case = await only_case(harness)

@@ -140,3 +140,37 @@ async def test_answered_messages_are_forgotten_after_the_retention(harness):
     await r.say("我的案件")
     assert await harness.app[app_module.INTAKE].purge() == 1
     assert await count(harness, InboundMessage) == 1  # the recent one stays
+
+
+async def test_a_deferred_answer_is_not_overtaken_by_the_next_one(db_url, clock):
+    async with start_harness(db_url, clock, FRONTDOOR_WEBHOOK_REPLY_BUDGET_SECONDS="0.2") as h:
+        r = h.resident("o_order")
+        await r.say("投诉")
+        intake = h.app[app_module.INTAKE]
+        fast = intake.handler
+        slow_down(h, 0.5)
+        assert await r.say("1") is None  # too slow: `success`, the answer goes to the outbox
+        await asyncio.sleep(0.5)
+        intake.handler = fast
+        assert await r.say("云城街道") is None  # quick, but must queue behind the deferred answer
+        assert await h.deliver_outbox() == 2
+        pushed = await h.pushed("o_order")
+        assert "第 2 步" in pushed[0] and "第 3 步" in pushed[1]
+        assert "第 4 步" in await r.say(STORY)  # the queue is empty again: passive replies resume
+
+
+async def test_a_deferred_message_that_fails_tells_the_resident_to_send_it_again(db_url, clock):
+    async with start_harness(db_url, clock, FRONTDOOR_WEBHOOK_REPLY_BUDGET_SECONDS="0.2") as h:
+        intake = h.app[app_module.INTAKE]
+
+        async def broken(ctx, msg):
+            await asyncio.sleep(0.4)
+            raise RuntimeError("database went away")
+
+        intake.handler = broken
+        r = h.resident("o_broken")
+        assert await r.say("投诉") is None
+        await asyncio.sleep(0.5)
+        assert await h.deliver_outbox() == 1
+        assert "没有处理成功" in (await h.pushed("o_broken"))[0]
+        assert await count(h, InboundMessage) == 0  # nothing stored: sending it again works

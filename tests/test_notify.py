@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import logging
 from datetime import timedelta
 
 import aiohttp
@@ -156,15 +157,175 @@ async def test_gives_up_after_max_attempts(db, store, clock, fake, make_worker):
     assert fake.sent == []
 
 
-async def test_backoff_is_capped_at_an_hour(db, store, clock, fake, make_worker):
+@pytest.mark.parametrize("errcode", [-1, 48001])
+async def test_backoff_is_capped_at_an_hour(db, store, clock, fake, make_worker, errcode):
     fake.record_inbound("o-1", "message")
     [row_id] = await enqueue_texts(store, clock, "o-1", "进展通知")
     async with db.write() as session:
         await session.execute(update(OutboxMessage).where(OutboxMessage.id == row_id).values(attempts=12))
-    fake.add_fault(SEND, errcode=-1)
+    fake.add_fault(SEND, errcode=errcode)
     await make_worker(max_attempts=20, backoff_base_seconds=5).tick()
     [row] = await outbox_rows(db)
+    assert (row.status, row.attempts) == ("pending", 13)
     assert row.next_attempt_at == clock.now() + timedelta(hours=1)
+
+
+async def test_daily_quota_is_retried_after_a_quarter_hour_then_delivered(db, store, clock, fake, make_worker):
+    fake.record_inbound("o-1", "message")
+    await enqueue_texts(store, clock, "o-1", "您的诉求已受理，编号XF20261125001")
+    fake.add_fault(SEND, errcode=45009, times=4)
+    worker = make_worker(backoff_base_seconds=5, max_attempts=3)  # plain backoff alone: 5 s, then give up
+
+    assert await worker.tick() == 0
+    [row] = await outbox_rows(db)
+    assert (row.status, row.attempts) == ("pending", 0)  # the account's quota, not this message: no attempt spent
+    assert row.next_attempt_at == clock.now() + timedelta(minutes=15)
+    assert row.last_error.startswith("45009 ")
+
+    clock.advance(minutes=15, seconds=-1)
+    assert await worker.tick() == 0
+    assert fake.calls[SEND] == 1  # not due yet: not even attempted
+
+    for _ in range(3):  # more failures than max_attempts: still kept, as the quota resets tomorrow
+        clock.advance(hours=1)
+        assert await worker.tick() == 0
+    clock.advance(hours=1)
+    assert await worker.tick() == 1
+    assert contents(fake.sent) == ["您的诉求已受理，编号XF20261125001"]
+    [row] = await outbox_rows(db)
+    assert (row.status, row.attempts, row.last_error) == ("sent", 1, None)
+
+
+async def test_an_unknown_errcode_is_retried_with_the_plain_backoff(db, store, clock, fake, make_worker):
+    fake.record_inbound("o-1", "message")
+    await enqueue_texts(store, clock, "o-1", "进展通知")
+    fake.add_fault(SEND, errcode=48001)  # api unauthorized: not known to be permanent
+    worker = make_worker(backoff_base_seconds=5)
+    assert await worker.tick() == 0
+    [row] = await outbox_rows(db)
+    assert (row.status, row.attempts, row.next_attempt_at) == ("pending", 1, clock.now() + timedelta(seconds=5))
+    assert row.last_error.startswith("48001 ")
+    clock.advance(seconds=5)
+    assert await worker.tick() == 1
+    assert contents(fake.sent) == ["进展通知"]
+
+
+# A configuration error, how the fake is made to produce it, and how many message/custom/send calls one
+# delivery attempt makes while it lasts.
+CONFIG_FAULTS = {
+    "ip-not-whitelisted": ("40164 ", SEND, {"errcode": 40164}, 1),
+    "bad-appsecret": ("40125 ", "stable_token", {"errcode": 40125}, 0),
+    "bad-appid": ("40013 ", "stable_token", {"errcode": 40013}, 0),
+    "http-404-wrong-base-url": ("-2 ", SEND, {"http_status": 404}, 1),
+    # Rejected, refreshed once, rejected again.
+    "token-rejected-twice": ("40001 ", SEND, {"errcode": 40001}, 2),
+}
+
+
+@pytest.mark.parametrize("case", CONFIG_FAULTS.values(), ids=CONFIG_FAULTS.keys())
+async def test_a_configuration_error_keeps_the_row_past_max_attempts(db, store, clock, fake, make_worker, caplog, case):
+    prefix, path, fault, sends_per_try = case
+    openid = "o-resident-0042"
+    fake.record_inbound(openid, "message")
+    await enqueue_texts(store, clock, openid, "您的诉求已受理，编号XF20261125001")
+    # Configuration errors do not spend attempts; the wait doubles with the row's age, from 5 minutes
+    # up to the hour's cap. Six tries, twice max_attempts.
+    waits = [5, 5, 10, 20, 40, 60]
+    fake.add_fault(path, times=len(waits) * max(sends_per_try, 1), **fault)
+    worker = make_worker(max_attempts=3, backoff_base_seconds=1)
+    caplog.set_level(logging.DEBUG)
+
+    for i, wait in enumerate(waits):
+        caplog.clear()
+        assert await worker.tick() == 0
+        [row] = await outbox_rows(db)
+        assert (row.status, row.attempts) == ("pending", 0)
+        assert row.last_error.startswith(prefix)
+        assert row.next_attempt_at == clock.now() + timedelta(minutes=wait)
+        assert fake.calls[SEND] == (i + 1) * sends_per_try
+        [alert] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+        assert alert.name == "bot.notify"
+        assert "operator must fix the configuration" in alert.getMessage()
+        assert prefix.strip() in alert.getMessage()
+        assert openid not in caplog.text
+        clock.advance(minutes=wait, seconds=-1)
+        assert await worker.tick() == 0  # not due yet: not even attempted
+        assert fake.calls[SEND] == (i + 1) * sends_per_try
+        clock.advance(seconds=1)
+
+    # The operator fixed it: the notice goes out, and it never counted against max_attempts.
+    assert await worker.tick() == 1
+    assert contents(fake.sent) == ["您的诉求已受理，编号XF20261125001"]
+    [row] = await outbox_rows(db)
+    assert (row.status, row.attempts, row.last_error) == ("sent", 1, None)
+
+
+async def test_a_configuration_error_is_logged_once_per_tick_by_row_id(db, store, clock, fake, make_worker, caplog):
+    openids = ["o-resident-0001", "o-resident-0002", "o-resident-0003"]
+    ids = []
+    for openid in openids:
+        fake.record_inbound(openid, "message")
+        ids += await enqueue_texts(store, clock, openid, f"{openid} 第一段", f"{openid} 第二段")
+    fake.add_fault(SEND, errcode=40164, times=100)
+    caplog.set_level(logging.DEBUG)
+    assert await make_worker().tick() == 0
+    assert fake.calls[SEND] == 3  # each resident's first row tried; their later rows wait behind it
+    [alert] = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    message = alert.getMessage()
+    assert "40164" in message and "IP whitelist" in message
+    assert "3 row(s)" in message
+    for row_id in ids[::2]:
+        assert str(row_id) in message
+    for openid in openids:
+        assert openid not in caplog.text
+    assert {(row.status, row.attempts) for row in await outbox_rows(db)} == {("pending", 0)}
+
+
+async def test_an_unsubscribed_resident_fails_at_once(db, store, clock, fake, make_worker, caplog):
+    openid = "o-resident-0043"
+    fake.record_inbound(openid, "message")
+    fake.record_inbound(openid, "unsubscribe")
+    [row_id] = await enqueue_texts(store, clock, openid, "您的诉求已办结")
+    caplog.set_level(logging.DEBUG)
+    worker = make_worker()
+    assert await worker.tick() == 0
+    [row] = await outbox_rows(db)
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert row.last_error.startswith("43004 ")
+    assert f"outbox {row_id} " in caplog.text
+    assert openid not in caplog.text
+    clock.advance(hours=2)
+    assert await worker.tick() == 0
+    assert fake.calls[SEND] == 1
+
+
+@pytest.mark.parametrize("errcode", [45015, 45047, 43004, 40003, 45002, 40008, 44004, 40037])
+async def test_refusals_of_the_message_or_recipient_fail_at_once(db, store, clock, fake, make_worker, errcode):
+    fake.record_inbound("o-1", "message")
+    await enqueue_texts(store, clock, "o-1", "您的诉求已办结")
+    fake.add_fault(SEND, errcode=errcode, times=10)
+    worker = make_worker(backoff_base_seconds=1)
+    assert await worker.tick() == 0
+    [row] = await outbox_rows(db)
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert row.last_error == f"{errcode} injected fault"
+    clock.advance(hours=2)
+    assert await worker.tick() == 0
+    assert fake.calls[SEND] == 1
+
+
+async def test_a_malformed_payload_fails_at_once(db, store, clock, fake, make_worker):
+    fake.record_inbound("o-1", "message")
+    async with store.write() as tx:
+        await enqueue(tx, clock, "o-1", "menu", {"head": "请评价："})  # no options
+    worker = make_worker(backoff_base_seconds=1)
+    assert await worker.tick() == 0
+    [row] = await outbox_rows(db)
+    assert (row.status, row.attempts) == ("failed", 1)
+    assert row.last_error.startswith("bad payload")
+    clock.advance(hours=2)
+    assert await worker.tick() == 0
+    assert fake.calls[SEND] == 0
 
 
 async def test_closed_window_fails_at_once(db, store, clock, fake, make_worker):

@@ -22,13 +22,14 @@ from bot.config import WechatSettings
 log = logging.getLogger(__name__)
 
 # -1 "system busy" (also used here for timeouts, connection errors and HTTP 5xx) and 45011 "per-minute quota"
-# go away by themselves; every other errcode needs a change of request or configuration.
+# go away by themselves (`retryable`; -1 is also retried within the call). Everything else is raised as it
+# comes; the outbox decides for itself which errors are worth another try later (see bot/notify.py).
 RETRYABLE_ERRCODES = frozenset({-1, 45011})
 # The token was rejected (invalid, not the latest, expired): a fresh token may fix the call.
 TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
 # Refresh this long before WeChat's expiry so a token never dies in flight.
 TOKEN_MARGIN_SECONDS = 300
-# Not WeChat's: an HTTP 4xx without a JSON answer (a wrong base URL, a proxy's page). Not retryable.
+# Not WeChat's: an HTTP 4xx without a JSON answer (a wrong base URL, a proxy's page). Not retried in the call.
 HTTP_ERRCODE = -2
 
 
