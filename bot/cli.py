@@ -70,10 +70,26 @@ def cmd_db(args) -> int:
     return 1 if pending else 0
 
 
+def _database_ready(settings: Settings, texts: Texts) -> bool:
+    """Reading commands must not create an empty database or trip over a missing table: say what to do."""
+    from storage import migrate
+
+    path = sqlite_file(settings.database.url)
+    if path is not None and not path.exists():
+        print(texts("cli.no_database", path=path.resolve()), file=sys.stderr)
+        return False
+    if pending := migrate.pending(settings.database.url):
+        print(texts("cli.pending_migrations", pending=", ".join(pending)), file=sys.stderr)
+        return False
+    return True
+
+
 def cmd_cases(args) -> int:
     from bot.cases_cli import list_cases, show_case
 
     settings = _settings(args)
+    if not _database_ready(settings, _texts(settings)):
+        return 2
     if args.action == "list":
         return asyncio.run(
             list_cases(settings, _texts(settings), status=args.status, as_json=args.json, limit=args.limit)
@@ -85,6 +101,8 @@ def cmd_drafts(args) -> int:
     from bot.cases_cli import list_drafts
 
     settings = _settings(args)
+    if not _database_ready(settings, _texts(settings)):
+        return 2
     return asyncio.run(list_drafts(settings, _texts(settings), human_only=args.human, as_json=args.json))
 
 

@@ -174,3 +174,18 @@ async def test_a_deferred_message_that_fails_tells_the_resident_to_send_it_again
         assert await h.deliver_outbox() == 1
         assert "没有处理成功" in (await h.pushed("o_broken"))[0]
         assert await count(h, InboundMessage) == 0  # nothing stored: sending it again works
+
+
+async def test_the_same_delivery_to_two_instances_is_processed_once(db_url, clock):
+    """WeChat's retry may reach another instance while the first still works on it (two processes, one
+    database): the unique dedupe key lets one commit and the other answer as it did."""
+    async with start_harness(db_url, clock) as a, start_harness(db_url, clock, fresh=False) as b:
+        r = a.resident("o_two")
+        for text in ("投诉", "1", "云城街道", STORY, "跳过"):
+            await r.say(text)
+        slow_down(a, 0.3)
+        slow_down(b, 0.3)
+        signed = a.wechat.sign(simulator.text_xml("o_two", "提交"))
+        first, second = await asyncio.gather(post_signed(a, signed), post_signed(b, signed))
+        assert first == second and "案件编号" in first
+        assert await count(a, Case) == 1

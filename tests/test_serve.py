@@ -86,3 +86,13 @@ def test_serve_on_postgresql_refuses_an_unmigrated_database(tmp_path):
         upgraded = frontdoor("db", "upgrade")
         assert upgraded.returncode == 0, upgraded.stderr
         assert "up to date" in frontdoor("db", "check").stdout
+
+
+def test_reading_commands_in_an_empty_directory_explain_instead_of_crashing(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FRONTDOOR_")}
+    for args in (["cases", "list"], ["drafts", "list"]):
+        done = subprocess.run(
+            [sys.executable, "-m", "bot", *args], cwd=tmp_path, env=env, text=True, capture_output=True, timeout=60
+        )
+        assert done.returncode == 2 and "frontdoor serve" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "data").exists()  # and nothing was created by looking
