@@ -261,3 +261,4 @@ def test_split_text_never_cuts_a_character_and_loses_nothing():
     assert all(len(c.encode()) <= 2000 for c in chunks)
     assert "".join(chunks).replace("\n", "") == text.replace("\n", "")
     assert split_text("短", 2000) == ["短"]
+    assert [len(c) for c in split_text("a" * 199 + "\n\n" + "b" * 250, 200)] == [199, 200, 50]  # no empty part
