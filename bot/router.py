@@ -17,7 +17,7 @@ async def route(ctx: Ctx, msg: Inbound) -> str | None:
     state = await drafts.get(ctx.tx, msg.openid)
     if state is not None:
         word = words(msg)
-        if resident.is_lookup(word, ctx.settings.complaint.case_number_prefix):
+        if resident.is_lookup(ctx, word):
             # Asking about their cases must not cost the resident their place in the dialog.
             return "\n\n".join([await resident.lookup(ctx, word), ENGINE.reminder(ctx, state)])
         return await ENGINE.handle(ctx, state, msg)

@@ -41,5 +41,9 @@ class Texts:
     def __call__(self, key: str, **values: object) -> str:
         return self._texts[key].format(**values)
 
+    def words(self, key: str) -> tuple[str, ...]:
+        """A [words] entry: the synonyms residents may use, space-separated in the file."""
+        return tuple(self._texts[key].split())
+
     def has(self, key: str) -> bool:
         return key in self._texts

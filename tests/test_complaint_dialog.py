@@ -8,6 +8,7 @@ from sqlalchemy.orm import selectinload
 
 from bot.cli import main
 from storage.models import Case, DialogState
+from tests.conftest import start_harness
 
 STORY = "物业把停车费定为每月160元，业主都觉得太高了"
 
@@ -345,3 +346,12 @@ async def test_an_edit_interrupted_by_a_pause_still_returns_to_the_summary(harne
     assert "第 1 步" in await r.say("1")
     summary = await r.say("2")
     assert "请核对" in summary and "1. 问题类别：邻里纠纷" in summary
+
+
+async def test_a_city_adds_the_words_its_residents_use(db_url, clock, tmp_path):
+    override = tmp_path / "city.toml"
+    override.write_text('[words]\ncomplaint = "投诉 我要举报"\ncancel = "取消 算了"\n', encoding="utf-8")
+    async with start_harness(db_url, clock, FRONTDOOR_TEXTS_OVERRIDE_FILE=str(override)) as h:
+        r = h.resident("o_city")
+        assert "第 1 步" in await r.say("我要举报")
+        assert "已取消" in await r.say("算了！")

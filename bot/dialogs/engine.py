@@ -18,14 +18,6 @@ from bot.services import drafts
 from bot.services.drafts import Draft
 from bot.wechat.inbound import Inbound
 
-CANCEL = ("取消", "退出", "放弃", "不投诉了", "取消投诉")
-BACK = ("返回", "上一步", "返回上一步")
-HELP = ("帮助", "?", "怎么填")
-HUMAN = ("人工", "转人工", "人工服务", "找人工")
-SUBMIT = ("提交", "确认", "确定", "确认提交", "没问题")
-CONTINUE = ("1", "继续", "继续填写")
-RESTART = ("2", "重新开始", "重新填写")
-
 
 @dataclass(frozen=True)
 class Step:
@@ -90,19 +82,19 @@ class Engine:
 
     async def _dispatch(self, ctx: Ctx, dialog: Dialog, state: Draft, msg: Inbound) -> str:
         word = words(msg)
-        if word in CANCEL:
+        if word in ctx.texts.words("words.cancel"):
             await drafts.discard(ctx.tx, state)
             return ctx.texts("dialog.cancelled")
-        if word in HUMAN:
+        if word in ctx.texts.words("words.human"):
             state.needs_human = True
             return "\n\n".join([ctx.texts("dialog.human"), self._current(ctx, dialog, state)])
         if self._is_idle(ctx, state):
             return self._offer_resume(ctx, state)
         if state.mode == "resume":
             return await self._resume(ctx, dialog, state, word)
-        if word in HELP:
+        if word in ctx.texts.words("words.help"):
             return ctx.texts("dialog.help_step", prompt=self._current(ctx, dialog, state))
-        if word in BACK:
+        if word in ctx.texts.words("words.back"):
             return self._back(ctx, dialog, state)
         if attached := self._attach_elsewhere(ctx, dialog, state, msg):
             return attached
@@ -167,14 +159,14 @@ class Engine:
         return "\n\n".join([ctx.texts("dialog.back"), self._prompt(ctx, dialog, state)])
 
     async def _confirm(self, ctx: Ctx, dialog: Dialog, state: Draft, word: str) -> str:
-        if word in SUBMIT:
+        if word in ctx.texts.words("words.submit"):
             try:
                 reply = await dialog.submit(ctx, state)
             except Invalid as exc:
                 return "\n\n".join([str(exc), self._summary(ctx, dialog, state)])
             await drafts.discard(ctx.tx, state)
             return reply
-        index = _edit_index(word)
+        index = _edit_index(word, ctx.texts.words("words.edit"))
         if index is not None and 1 <= index <= len(dialog.steps):
             state.mode, state.step, state.editing = "step", index - 1, True
             step = dialog.steps[state.step]
@@ -183,18 +175,18 @@ class Engine:
         return ctx.texts("dialog.confirm_invalid", count=len(dialog.steps))
 
     async def _resume(self, ctx: Ctx, dialog: Dialog, state: Draft, word: str) -> str:
-        if word in CONTINUE:
+        if word in ctx.texts.words("words.continue"):
             if state.step >= len(dialog.steps):
                 state.mode, state.step = "confirm", len(dialog.steps) - 1
             else:
                 state.mode = "step"
             return self._current(ctx, dialog, state)
-        if word in RESTART:
+        if word in ctx.texts.words("words.restart"):
             needs_human = state.needs_human
             state.restart(ctx.clock.now())
             state.needs_human = needs_human
             return "\n\n".join([ctx.texts("dialog.restarted"), self._prompt(ctx, dialog, state)])
-        if word in HELP:
+        if word in ctx.texts.words("words.help"):
             return self._resume_offer_text(ctx, dialog, state)
         return ctx.texts("dialog.resume_invalid")
 
@@ -228,8 +220,10 @@ class Engine:
         return "\n".join(lines)
 
 
-def _edit_index(word: str) -> int | None:
-    if not word.startswith("修改"):
+def _edit_index(word: str, edit_words: tuple[str, ...]) -> int | None:
+    """修改 2 → 2 (also 修改第二项)."""
+    prefix = next((w for w in edit_words if word.startswith(w)), None)
+    if prefix is None:
         return None
-    rest = as_number(word[2:].strip())
+    rest = as_number(word[len(prefix) :].strip())
     return int(rest) if rest.isdigit() else None

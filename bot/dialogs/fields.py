@@ -176,7 +176,6 @@ class NarrativeField:
 
 _MOBILE = re.compile(r"1[3-9]\d{9}")
 _LANDLINE = re.compile(r"0\d{2,3}-?[2-9]\d{6,7}")
-SKIP_WORDS = ("跳过", "不留", "不用", "无")
 
 
 @dataclass(frozen=True)
@@ -188,7 +187,7 @@ class PhoneField:
 
     def parse(self, ctx: Ctx, msg: Inbound, current: Any) -> Answer:
         text = words(msg)
-        if text in SKIP_WORDS:
+        if text in ctx.texts.words("words.skip"):
             return Answer(None)
         number = re.sub(r"[\s()（）]", "", text).replace("—", "-")
         number = re.sub(r"^(\+?86-?)", "", number)

@@ -12,7 +12,6 @@ from bot.services import cases
 from bot.services.cases import Case
 from bot.wechat.inbound import Inbound
 
-QUERY = "查询"
 # A photo this soon after submitting is added to the case just submitted.
 LATE_PHOTO_WINDOW = timedelta(minutes=30)
 
@@ -101,26 +100,36 @@ def describe_case(ctx: Ctx, case: Case) -> str:
     return "\n".join(parts)
 
 
-COMMANDS: dict[str, Callable[[Ctx], Awaitable[str]]] = {
-    "投诉": start_complaint,
-    "我要投诉": start_complaint,
-    "我要反映问题": start_complaint,
-    "我的案件": my_cases,
-    "帮助": show_help,
-    "?": show_help,
-    "人工": ask_for_person,
-    "转人工": ask_for_person,
-    "人工服务": ask_for_person,
-}
+# What a resident can ask for by name; the words for each live in texts.toml [words].
+COMMANDS: tuple[tuple[str, Callable[[Ctx], Awaitable[str]]], ...] = (
+    ("words.complaint", start_complaint),
+    ("words.my_cases", my_cases),
+    ("words.help", show_help),
+    ("words.human", ask_for_person),
+)
 
 
-def is_lookup(word: str, prefix: str) -> bool:
+def _command(ctx: Ctx, word: str) -> Callable[[Ctx], Awaitable[str]] | None:
+    return next((action for key, action in COMMANDS if word in ctx.texts.words(key)), None)
+
+
+def _query_rest(ctx: Ctx, word: str) -> str | None:
+    """What follows 查询 (or a city's synonym), or None when the resident did not ask to look something up."""
+    prefix = next((w for w in ctx.texts.words("words.query") if word.startswith(w)), None)
+    return None if prefix is None else word[len(prefix) :]
+
+
+def is_lookup(ctx: Ctx, word: str) -> bool:
     """Questions that read cases and change nothing — answered even in the middle of a dialog."""
-    return word == "我的案件" or (word.startswith(QUERY) and cases.find_number(word, prefix) is not None)
+    if word in ctx.texts.words("words.my_cases"):
+        return True
+    rest = _query_rest(ctx, word)
+    return rest is not None and cases.find_number(rest, ctx.settings.complaint.case_number_prefix) is not None
 
 
 async def lookup(ctx: Ctx, word: str) -> str:
-    return await my_cases(ctx) if word == "我的案件" else await query_case(ctx, word[len(QUERY) :])
+    rest = _query_rest(ctx, word)
+    return await my_cases(ctx) if rest is None else await query_case(ctx, rest)
 
 
 async def handle(ctx: Ctx, msg: Inbound) -> str:
@@ -133,10 +142,10 @@ async def handle(ctx: Ctx, msg: Inbound) -> str:
     word = words(msg)
     if not word:
         return ctx.texts("common.unsupported_message")
-    if command := COMMANDS.get(word):
+    if command := _command(ctx, word):
         return await command(ctx)
-    if word.startswith(QUERY):
-        return await query_case(ctx, word[len(QUERY) :])
+    if (rest := _query_rest(ctx, word)) is not None:
+        return await query_case(ctx, rest)
     if cases.find_number(word, ctx.settings.complaint.case_number_prefix):
         return await query_case(ctx, word)  # a bare case number: they want to know about it
     return ctx.texts("common.unknown_text", help=help_text(ctx))
