@@ -37,13 +37,17 @@ class Texts:
             if unknown:
                 raise ConfigError(f"setting texts.override_file: unknown text key {unknown[0]!r}")
             self._texts.update(overrides)
+        self._words: dict[str, tuple[str, ...]] = {}
 
     def __call__(self, key: str, **values: object) -> str:
         return self._texts[key].format(**values)
 
     def words(self, key: str) -> tuple[str, ...]:
         """A [words] entry: the synonyms residents may use, space-separated in the file."""
-        return tuple(self._texts[key].split())
+        found = self._words.get(key)
+        if found is None:  # asked on every message: split once
+            found = self._words[key] = tuple(self._texts[key].split())
+        return found
 
     def has(self, key: str) -> bool:
         return key in self._texts
