@@ -13,12 +13,15 @@ from tests.conftest import start_harness
 STORY = "物业把停车费定为每月160元，业主都觉得太高了"
 
 
+async def to_summary(r, *, category="1", place="云城街道某某小区3栋", phone="跳过") -> str:
+    """Answer every question; the summary the resident is shown."""
+    for text in ("投诉", category, place, STORY):
+        await r.say(text)
+    return await r.say(phone)
+
+
 async def file_complaint(r, *, phone="13812345678") -> str:
-    await r.say("投诉")
-    await r.say("1")
-    await r.say("云城街道某某小区3栋")
-    await r.say(STORY)
-    await r.say(phone)
+    await to_summary(r, phone=phone)
     return await r.say("提交")
 
 
@@ -185,11 +188,7 @@ async def test_idle_draft_is_offered_back_after_timeout(harness):
 
 async def test_idle_draft_at_summary_resumes_at_summary(harness):
     r = harness.resident("o_idle_sum")
-    await r.say("投诉")
-    await r.say("1")
-    await r.say("云城街道")
-    await r.say(STORY)
-    await r.say("跳过")
+    await to_summary(r, place="云城街道")
     harness.clock.advance(minutes=45)
     assert "草稿（已填写 4/4 项）" in await r.say("提交")
     assert "请核对" in await r.say("1")
@@ -335,11 +334,7 @@ async def test_an_untouched_dialog_just_carries_on_after_a_pause(harness):
 
 async def test_an_edit_interrupted_by_a_pause_still_returns_to_the_summary(harness):
     r = harness.resident("o_edit_pause")
-    await r.say("投诉")
-    await r.say("1")
-    await r.say("云城街道")
-    await r.say(STORY)
-    await r.say("跳过")
+    await to_summary(r, place="云城街道")
     await r.say("修改 1")
     harness.clock.advance(hours=1)
     assert "已填写 4/4 项" in await r.say("2")

@@ -13,7 +13,7 @@ from bot.wechat import simulator
 from bot.wechat.inbound import Inbound
 from storage.models import Case, InboundMessage, OutboxMessage
 from tests.conftest import start_harness
-from tests.test_complaint_dialog import STORY
+from tests.test_complaint_dialog import STORY, to_summary
 
 
 def slow_down(h, seconds: float) -> None:
@@ -108,11 +108,7 @@ async def test_one_residents_messages_run_in_order_others_in_parallel(store, clo
 async def test_concurrent_submissions_get_distinct_sequential_numbers(harness):
     residents = [harness.resident(f"o_c{i}") for i in range(12)]
 
-    async def walk_to_summary(r):
-        for text in ("投诉", "2", "某某社区", STORY, "跳过"):
-            await r.say(text)
-
-    await asyncio.gather(*(walk_to_summary(r) for r in residents))
+    await asyncio.gather(*(to_summary(r, category="2", place="某某社区") for r in residents))
     replies = await asyncio.gather(*(r.say("提交") for r in residents))
     numbers = sorted(reply.split("案件编号：")[1].split("。")[0] for reply in replies)
     assert numbers == [f"XF20261125-{i:04d}" for i in range(1, 13)]
@@ -181,8 +177,7 @@ async def test_the_same_delivery_to_two_instances_is_processed_once(db_url, cloc
     database): the unique dedupe key lets one commit and the other answer as it did."""
     async with start_harness(db_url, clock) as a, start_harness(db_url, clock, fresh=False) as b:
         r = a.resident("o_two")
-        for text in ("投诉", "1", "云城街道", STORY, "跳过"):
-            await r.say(text)
+        await to_summary(r, place="云城街道")
         slow_down(a, 0.3)
         slow_down(b, 0.3)
         signed = a.wechat.sign(simulator.text_xml("o_two", "提交"))
