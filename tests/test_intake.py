@@ -40,11 +40,7 @@ async def post_signed(h, signed):
 
 async def test_a_retry_while_the_first_attempt_runs_gets_the_same_answer_and_runs_once(harness):
     r = harness.resident("o_retry")
-    await r.say("投诉")
-    await r.say("1")
-    await r.say("云城街道")
-    await r.say(STORY)
-    await r.say("跳过")
+    await to_summary(r, place="云城街道")
     slow_down(harness, 0.5)
     signed = harness.wechat.sign(simulator.text_xml("o_retry", "提交"))
     first, retry = await asyncio.gather(post_signed(harness, signed), post_signed(harness, signed))
