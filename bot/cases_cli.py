@@ -42,6 +42,8 @@ def case_dict(case: Case, *, with_events: bool = False) -> dict:
         "description": case.description,
         "photos": case.photo_media_ids,
         "voices": case.voice_media_ids,
+        "videos": case.video_media_ids,
+        "links": case.links,
         "contact_phone": case.contact_phone,
         "openid": case.openid,
         "created_at": case.created_at.isoformat(),

@@ -84,6 +84,8 @@ class Case(Base):
     description: Mapped[str] = mapped_column(Text)
     photo_media_ids: Mapped[list] = mapped_column(JSON, default=list)
     voice_media_ids: Mapped[list] = mapped_column(JSON, default=list)
+    video_media_ids: Mapped[list] = mapped_column(JSON, default=list)
+    links: Mapped[list] = mapped_column(JSON, default=list)
     contact_phone: Mapped[str | None] = mapped_column(String(32), nullable=True)
     status: Mapped[str] = mapped_column(String(16), index=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

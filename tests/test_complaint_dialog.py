@@ -7,6 +7,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from bot.cli import main
+from bot.wechat import simulator
 from storage.models import Case, DialogState
 from tests.conftest import start_harness
 
@@ -78,13 +79,14 @@ async def test_voice_recognition_counts_as_the_description(harness):
     await r.say("投诉")
     await r.say("5")
     await r.say("花溪区某某路口")
-    assert "没有识别出" in await r.voice("voice_1", None)
+    assert "语音已保存，但没能识别出文字" in await r.voice("voice_1", None)
     assert "第 4 步" in await r.voice("voice_2", "晚上十二点以后工地还在施工噪音很大")
     await r.say("0851-86123456")
     await r.say("提交")
     case = await only_case(harness)
     assert case.description == "晚上十二点以后工地还在施工噪音很大"
-    assert case.voice_media_ids == ["voice_2"] and case.contact_phone == "0851-86123456"
+    # the unrecognised recording is kept too: staff can listen to it
+    assert case.voice_media_ids == ["voice_1", "voice_2"] and case.contact_phone == "0851-86123456"
 
 
 async def test_invalid_answers_explain_and_offer_a_person_after_three_tries(harness):
@@ -92,13 +94,13 @@ async def test_invalid_answers_explain_and_offer_a_person_after_three_tries(harn
     await r.say("投诉")
     first = await r.say("9")
     assert "请回复 1 到 6 之间的数字" in first and "第 1 步" in first and "人工" not in first
-    await r.say("停车")
+    await r.say("随便")
     third = await r.say("不知道")
     assert "如需工作人员帮助，请回复“人工”" in third
     assert "第 2 步" in await r.say("１")  # a full-width digit from a Chinese keyboard is fine
     assert "太短" in await r.say("a")
     await r.say("观山湖区某某小区")
-    assert "至少写 5 个字" in await r.say("吵")
+    assert "至少用 5 个字" in await r.say("吵")
     await r.say(STORY)
     assert "电话号码格式不对" in await r.say("12345")
 
@@ -136,7 +138,7 @@ async def test_summary_edit_by_number_returns_to_the_summary(harness):
     assert "请重新填写第 2 项“地点”" in edit
     summary = await r.say("云城街道B小区5栋")
     assert "2. 地点：云城街道B小区5栋" in summary and "1. 问题类别：物业与停车" in summary
-    assert "请回复“提交”确认" in await r.say("好的")
+    assert "请回复“提交”确认" in await r.say("嗯")
     assert "编号 1–4" in await r.say("修改 9")
     back = await r.say("返回")  # from the summary, back to the last question
     assert "第 4 步" in back
@@ -167,7 +169,8 @@ async def test_photos_at_any_step_and_just_after_submitting_join_the_complaint(h
     assert case.photo_media_ids == ["m_early", "m_late", "m_later", "m_after"]
     assert [e.action for e in case.events] == ["submitted", "photo_added"]
     harness.clock.advance(hours=1)
-    assert "暂时无法处理这类消息" in await r.photo("m_much_later")  # no longer obviously about that case
+    fresh = await r.photo("m_much_later")  # no longer obviously about that case: a new complaint begins with it
+    assert "已收到照片（共 1 张）" in fresh and "第 1 步" in fresh
 
 
 async def test_idle_draft_is_offered_back_after_timeout(harness):
@@ -223,7 +226,10 @@ async def test_help_welcome_and_unknown(harness):
     assert "欢迎关注" in welcome and "我的案件" in welcome and "查询" in welcome
     assert "我的案件" in await r.say("帮助")
     assert "没能理解" in await r.say("你好")
-    assert "暂时无法处理这类消息" in await r.photo("m_stray")
+    video = simulator.message_xml("o_new", "video", {"MediaId": "v1", "ThumbMediaId": "t1"})
+    assert "暂时无法处理这类消息" in await harness.wechat.post(harness.http, harness.webhook, video)
+    started = await r.photo("m_stray")  # a photo out of the blue is where many complaints begin
+    assert "已收到照片（共 1 张）" in started and "第 1 步" in started
 
 
 async def test_cases_cli_lists_and_shows_json(harness, capsys, monkeypatch):
@@ -350,3 +356,138 @@ async def test_a_city_adds_the_words_its_residents_use(db_url, clock, tmp_path):
         r = h.resident("o_city")
         assert "第 1 步" in await r.say("我要举报")
         assert "已取消" in await r.say("算了！")
+
+
+async def test_a_complaint_told_in_one_go_is_kept(harness):
+    r = harness.resident("o_one_go")
+    first = await r.say("投诉 小区门口停车收费太贵了，物业一个月收160")
+    assert "已记下您说的情况" in first and "第 1 步" in first
+    await r.say("停车")  # the category named in words
+    assert "第 4 步" in await r.say("云城街道某某小区")  # the story was told: not asked again
+    summary = await r.say("跳过")
+    assert "1. 问题类别：物业与停车" in summary and "3. 问题描述：小区门口停车收费太贵了，物业一个月收160" in summary
+    other = harness.resident("o_blurts")
+    await other.say("投诉")
+    told = await other.say("我们小区物业把停车费涨到每月160元，业主都不同意，还把大门堵了")  # instead of a number
+    assert "已记下您说的情况" in told and "第 1 步" in told
+    await other.say("1")
+    assert "第 4 步" in await other.say("白云区某某小区")
+    third = harness.resident("o_unsolicited")
+    started = await third.say("楼上装修天天早上七点就开始砸墙，吵得孩子没法睡觉")
+    assert "已记下您说的情况" in started and "第 1 步" in started
+
+
+async def test_a_story_in_several_clips_is_kept_whole(harness):
+    r = harness.resident("o_clips")
+    await r.say("投诉")
+    await r.say("5")
+    await r.say("花溪区某某小区")
+    await r.voice("c1", "楼上那家天天晚上装修，")
+    more = await r.voice("c2", "吵得我们老人睡不着觉，已经一个多月了。")
+    assert "已补充到问题描述" in more and "第 4 步" in more
+    await r.say("13812345678")
+    assert "已补充到问题描述" in await r.say("物业也不管，打了好几次电话")  # even at the summary
+    await r.say("提交")
+    case = await only_case(harness)
+    assert case.description.splitlines() == [
+        "楼上那家天天晚上装修,",
+        "吵得我们老人睡不着觉,已经一个多月了",
+        "物业也不管,打了好几次电话",
+    ] or ("一个多月" in case.description and "物业也不管" in case.description)
+    assert case.voice_media_ids == ["c1", "c2"]
+
+
+async def test_the_place_must_be_a_place(harness):
+    r = harness.resident("o_place")
+    await r.say("投诉")
+    await r.say("1")
+    assert "需要填写问题发生的地点" in await r.say("什么意思？")
+    assert "太短" in await r.say("[微笑]")
+    reminded = await r.say("投诉")  # starting again mid-dialog is not an address either
+    assert "还没有填写完" in reminded and "第 2 步" in reminded
+    assert "第 3 步" in await r.say("云城街道3栋2单元501")
+
+
+async def test_phone_numbers_as_people_give_them(harness):
+    for said, stored in (
+        ("我的电话是13812345678。", "13812345678"),
+        ("0086 13812345678", "13812345678"),
+        ("0851-86123456转8001", "0851-86123456转8001"),
+        ("不方便", None),
+    ):
+        r = harness.resident(f"o_phone_{stored}_{len(said)}")
+        summary = await to_summary(r, phone=said)
+        assert f"4. 联系电话：{stored or '未填写'}" in summary, said
+    r = harness.resident("o_phone_voice")
+    await to_summary(r, phone="跳过")
+    await r.say("修改 4")
+    assert "4. 联系电话：13812345678" in await r.voice("vp", "一三八一二三四五六七八。")
+
+
+async def test_the_summary_takes_what_people_say(harness):
+    r = harness.resident("o_summary_words")
+    await to_summary(r)
+    assert "请重新填写第 2 项“地点”" in await r.say("修改地点")
+    await r.say("云城街道B小区")
+    assert "请重新填写第 4 项" in await r.say("改4")
+    await r.say("跳过")
+    for _ in range(2):
+        assert "人工" not in await r.say("嗯")
+    assert "如需工作人员帮助" in await r.say("嗯")
+    assert "案件编号" in await r.say("确认无误")
+
+
+async def test_odd_digits_are_explained_not_crashed_on(harness):
+    r = harness.resident("o_circled")
+    await r.say("投诉")
+    assert "请回复 1 到 6" in await r.say("⓵")
+    await r.say("1")
+    await r.say("云城街道")
+    await r.say(STORY)
+    await r.say("跳过")
+    assert "请回复“提交”确认" in await r.say("修改 ⓶")
+
+
+async def test_leaving_drops_the_draft_and_coming_back_says_where_things_are(harness):
+    r = harness.resident("o_leaves")
+    await to_summary(r, phone="13812345678")
+    await r.event("unsubscribe")
+    async with harness.db.read() as s:
+        assert await s.get(DialogState, "o_leaves") is None  # their phone number went with them
+    back = harness.resident("o_back")
+    await back.say("投诉")
+    await back.say("2")
+    welcome = await back.event("subscribe")
+    assert "欢迎关注" in welcome and "还没有填写完" in welcome and "第 2 步" in welcome
+
+
+async def test_after_submitting_more_words_join_the_case_and_a_second_submit_is_understood(harness):
+    r = harness.resident("o_after")
+    number = (await file_complaint(r)).split("案件编号：")[1].split("。")[0]
+    assert f"已经提交，案件编号 {number}" in await r.say("提交")
+    assert f"已把您的补充说明记到案件 {number}" in await r.say("补充一下，物业还说不交停车费就不让进小区")
+    case = await only_case(harness)
+    assert [(e.action, e.note) for e in case.events][-1] == (
+        "resident_note",
+        "补充一下，物业还说不交停车费就不让进小区",
+    )
+    assert "没有听清" in await r.voice("v_unheard", None)
+
+
+async def test_a_mobile_number_alone_is_not_a_case_number(harness):
+    r = harness.resident("o_mobile")
+    assert "没能理解" in await r.say("13812345678")
+
+
+async def test_video_and_links_are_kept_as_evidence(harness):
+    r = harness.resident("o_video")
+    await r.say("投诉")
+    await r.say("5")
+    await r.say("工地旁边")
+    video = simulator.message_xml("o_video", "video", {"MediaId": "vid1", "ThumbMediaId": "t"})
+    assert "已收到视频（共 1 段）" in await harness.wechat.post(harness.http, harness.webhook, video)
+    await r.say("晚上十二点以后还在施工，噪音很大")
+    summary = await r.say("跳过")
+    assert "（附视频 1 段）" in summary
+    await r.say("提交")
+    assert (await only_case(harness)).video_media_ids == ["vid1"]

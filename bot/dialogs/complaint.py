@@ -11,19 +11,24 @@ from bot.services.drafts import Draft
 
 async def submit(ctx: Ctx, draft: Draft) -> str:
     data = draft.data
-    place, story = data["place"], data["description"]
+    place, story = data["place"], {**NarrativeField.empty(), **data["description"]}
+    label = place["label"] or ctx.texts(
+        "complaint.place_location", label=ctx.texts("complaint.place_pinned"), lat=place["lat"], lng=place["lng"]
+    )
     settings = ctx.settings.complaint
     number = await cases.submit_complaint(
         ctx.tx,
         cases.NewComplaint(
             openid=ctx.openid,
             category=data["category"],
-            place_label=place["label"],
+            place_label=label,
             latitude=place["lat"],
             longitude=place["lng"],
             description=story["text"],
             photo_media_ids=story["photos"],
             voice_media_ids=story["voices"],
+            video_media_ids=story["videos"],
+            links=story["links"],
             contact_phone=data.get("phone"),
         ),
         now=ctx.clock.now(),
@@ -52,4 +57,6 @@ COMPLAINT = Dialog(
     ),
     submit=submit,
     attachments_step="description",
+    story_step="description",
+    seeds=(("location", "place"),),
 )

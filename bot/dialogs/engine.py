@@ -13,10 +13,15 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from bot.context import Ctx
-from bot.dialogs.fields import Field, Invalid, as_number, words
+from bot.dialogs.fields import Field, Invalid, as_number, is_number, words
 from bot.services import drafts
 from bot.services.drafts import Draft
 from bot.wechat.inbound import Inbound
+
+# Where a draft remembers which steps were answered before they were asked.
+PREFILLED = "_prefilled"
+# A story told before its question must be at least this long to be taken as one (not a stray word).
+EARLY_STORY_CHARS = 10
 
 
 @dataclass(frozen=True)
@@ -38,14 +43,23 @@ class Dialog:
     submit: Callable[[Ctx, Draft], Awaitable[str]]
     # Photos sent at any other step are kept with this step's value (its field must have add_photo).
     attachments_step: str | None = None
+    # The free-text step (its field must have add_more): a story told early (with the start command, or
+    # instead of the first answer) is kept for it, and more told after it is added to it.
+    story_step: str | None = None
+    # Other steps an unsolicited message can answer at the start, by message kind (a location → the place).
+    seeds: tuple[tuple[str, str], ...] = ()
+
+    def step_index(self, key: str) -> int:
+        return next(i for i, s in enumerate(self.steps) if s.key == key)
 
 
 class Engine:
     def __init__(self, dialogs: list[Dialog]):
         self.dialogs = {d.name: d for d in dialogs}
 
-    async def start(self, ctx: Ctx, name: str) -> str:
-        """Start a dialog — or, if a draft with answers is waiting, offer it back rather than throw it away."""
+    async def start(self, ctx: Ctx, name: str, seed: Inbound | None = None) -> str:
+        """Start a dialog — or, if a draft with answers is waiting, offer it back rather than throw it away.
+        `seed`: what the resident sent to start it ("投诉 物业乱收费", a photo, a location), kept as an answer."""
         state = await drafts.get(ctx.tx, ctx.openid)
         if state is not None and state.data and state.dialog in self.dialogs:
             reply = self._offer_resume(ctx, state)
@@ -55,9 +69,39 @@ class Engine:
             state = drafts.begin(ctx.openid, name, ctx.clock.now())
             state.needs_human = needs_human
             parts = [ctx.texts(dialog.intro)] if dialog.intro else []
+            if seed is not None and (kept := self._seed(ctx, dialog, state, seed)):
+                parts.append(kept)
             reply = "\n\n".join([*parts, self._prompt(ctx, dialog, state)])
         await drafts.save(ctx.tx, state)
         return reply
+
+    def _seed(self, ctx: Ctx, dialog: Dialog, state: Draft, msg: Inbound) -> str | None:
+        if msg.kind == "image":
+            return self._attach_elsewhere(ctx, dialog, state, msg, ack_only=True)
+        for kind, key in dialog.seeds:
+            if msg.kind == kind:
+                step = dialog.steps[dialog.step_index(key)]
+                try:
+                    state.data = {**state.data, key: step.field.parse(ctx, msg, None).value}
+                except Invalid:
+                    return None
+                state.data = {**state.data, PREFILLED: [*state.data.get(PREFILLED, []), key]}
+                return ctx.texts("dialog.noted")
+        return self._keep_story(ctx, dialog, state, msg, min_chars=0)
+
+    def _keep_story(
+        self, ctx: Ctx, dialog: Dialog, state: Draft, msg: Inbound, *, min_chars: int = EARLY_STORY_CHARS
+    ) -> str | None:
+        """A story told before its question: keep it for the story step, which is then skipped."""
+        key = dialog.story_step
+        if key is None or (state.data.get(key) or {}).get("text"):
+            return None
+        field = dialog.steps[dialog.step_index(key)].field
+        value = field.add_more(ctx, state.data.get(key) or field.empty(), msg)
+        if value is None or len(value["text"]) < min_chars:
+            return None
+        state.data = {**state.data, key: value, PREFILLED: [*state.data.get(PREFILLED, []), key]}
+        return ctx.texts("dialog.noted")
 
     async def handle(self, ctx: Ctx, state: Draft, msg: Inbound) -> str:
         """Answer one message within the resident's draft, and save the draft (or its removal)."""
@@ -87,7 +131,8 @@ class Engine:
             return ctx.texts("dialog.cancelled")
         if word in ctx.texts.words("words.human"):
             state.needs_human = True
-            return "\n\n".join([ctx.texts("dialog.human"), self._current(ctx, dialog, state)])
+            human = ctx.texts("dialog.human", hotline=ctx.settings.complaint.hotline)
+            return "\n\n".join([human, self._current(ctx, dialog, state)])
         if self._is_idle(ctx, state):
             return self._offer_resume(ctx, state)
         if state.mode == "resume":
@@ -96,10 +141,12 @@ class Engine:
             return ctx.texts("dialog.help_step", prompt=self._current(ctx, dialog, state))
         if word in ctx.texts.words("words.back"):
             return self._back(ctx, dialog, state)
+        if word in ctx.texts.words("words.complaint"):  # starting again mid-dialog: say where they are
+            return self.reminder(ctx, state)
         if attached := self._attach_elsewhere(ctx, dialog, state, msg):
             return attached
         if state.mode == "confirm":
-            return await self._confirm(ctx, dialog, state, word)
+            return await self._confirm(ctx, dialog, state, word, msg)
         return self._answer(ctx, dialog, state, msg)
 
     def _is_idle(self, ctx: Ctx, state: Draft) -> bool:
@@ -112,19 +159,47 @@ class Engine:
         try:
             answer = step.field.parse(ctx, msg, state.data.get(step.key))
         except Invalid as exc:
+            if kept := self._keep_story(ctx, dialog, state, msg) or self._more_story(ctx, dialog, state, msg):
+                return "\n\n".join([kept, self._prompt(ctx, dialog, state)])
             return self._invalid(ctx, dialog, state, str(exc))
         state.data = {**state.data, step.key: answer.value}
         state.failed_tries = 0
         if not answer.done:
             return answer.ack or self._prompt(ctx, dialog, state)
-        if state.editing or state.step + 1 >= len(dialog.steps):
+        if state.editing:
             state.editing = False
             state.mode = "confirm"
             return self._summary(ctx, dialog, state)
-        state.step += 1
+        state.step = self._next_step(dialog, state, state.step + 1)
+        if state.step >= len(dialog.steps):
+            state.mode, state.step = "confirm", len(dialog.steps) - 1
+            return self._summary(ctx, dialog, state)
         return self._prompt(ctx, dialog, state)
 
-    def _attach_elsewhere(self, ctx: Ctx, dialog: Dialog, state: Draft, msg: Inbound) -> str | None:
+    @staticmethod
+    def _next_step(dialog: Dialog, state: Draft, index: int) -> int:
+        """Steps answered before they were asked (a story told with 投诉) are not asked again."""
+        prefilled = state.data.get(PREFILLED, [])
+        while index < len(dialog.steps) and dialog.steps[index].key in prefilled:
+            index += 1
+        return index
+
+    def _more_story(self, ctx: Ctx, dialog: Dialog, state: Draft, msg: Inbound) -> str | None:
+        """More of the story after its step (a second voice clip where the phone number was asked)."""
+        key = dialog.story_step
+        if key is None or not (state.data.get(key) or {}).get("text"):
+            return None
+        if state.mode == "step" and dialog.steps[state.step].key == key:
+            return None
+        value = dialog.steps[dialog.step_index(key)].field.add_more(ctx, state.data[key], msg)
+        if value is None:
+            return None
+        state.data = {**state.data, key: value}
+        return ctx.texts("complaint.story_added")
+
+    def _attach_elsewhere(
+        self, ctx: Ctx, dialog: Dialog, state: Draft, msg: Inbound, *, ack_only: bool = False
+    ) -> str | None:
         """A photo sent at another step (or at the summary) still belongs to the complaint."""
         key = dialog.attachments_step
         if msg.kind != "image" or not msg.media_id or key is None:
@@ -134,7 +209,7 @@ class Engine:
         field = next(s.field for s in dialog.steps if s.key == key)
         value, ack = field.add_photo(ctx, state.data.get(key) or field.empty(), msg.media_id)
         state.data = {**state.data, key: value}
-        return "\n\n".join([ack, self._current(ctx, dialog, state)])
+        return ack if ack_only else "\n\n".join([ack, self._current(ctx, dialog, state)])
 
     def _invalid(self, ctx: Ctx, dialog: Dialog, state: Draft, error: str) -> str:
         state.failed_tries += 1
@@ -158,7 +233,7 @@ class Engine:
             state.step -= 1
         return "\n\n".join([ctx.texts("dialog.back"), self._prompt(ctx, dialog, state)])
 
-    async def _confirm(self, ctx: Ctx, dialog: Dialog, state: Draft, word: str) -> str:
+    async def _confirm(self, ctx: Ctx, dialog: Dialog, state: Draft, word: str, msg: Inbound) -> str:
         if word in ctx.texts.words("words.submit"):
             try:
                 reply = await dialog.submit(ctx, state)
@@ -166,13 +241,19 @@ class Engine:
                 return "\n\n".join([str(exc), self._summary(ctx, dialog, state)])
             await drafts.discard(ctx.tx, state)
             return reply
-        index = _edit_index(word, ctx.texts.words("words.edit"))
+        index = _edit_index(word, ctx.texts.words("words.edit"), [ctx.texts(s.label) for s in dialog.steps])
         if index is not None and 1 <= index <= len(dialog.steps):
             state.mode, state.step, state.editing = "step", index - 1, True
             step = dialog.steps[state.step]
             edit = ctx.texts("dialog.edit_prompt", index=index, label=ctx.texts(step.label))
             return "\n\n".join([edit, self._prompt(ctx, dialog, state)])
-        return ctx.texts("dialog.confirm_invalid", count=len(dialog.steps))
+        if kept := self._more_story(ctx, dialog, state, msg):
+            return "\n\n".join([kept, self._summary(ctx, dialog, state)])
+        state.failed_tries += 1
+        reply = ctx.texts("dialog.confirm_invalid", count=len(dialog.steps))
+        if state.failed_tries >= ctx.settings.dialog.max_failed_tries:
+            reply += "\n\n" + ctx.texts("dialog.human_hint")
+        return reply
 
     async def _resume(self, ctx: Ctx, dialog: Dialog, state: Draft, word: str) -> str:
         if word in ctx.texts.words("words.continue"):
@@ -220,10 +301,13 @@ class Engine:
         return "\n".join(lines)
 
 
-def _edit_index(word: str, edit_words: tuple[str, ...]) -> int | None:
-    """修改 2 → 2 (also 修改第二项)."""
-    prefix = next((w for w in edit_words if word.startswith(w)), None)
+def _edit_index(word: str, edit_words: tuple[str, ...], labels: list[str]) -> int | None:
+    """修改 2 → 2; also 修改第二项, 改2, 修改地点 (a label from the summary)."""
+    prefix = next((w for w in sorted(edit_words, key=len, reverse=True) if word.startswith(w)), None)
     if prefix is None:
         return None
     rest = as_number(word[len(prefix) :].strip())
-    return int(rest) if rest.isdigit() else None
+    if is_number(rest):
+        return int(rest)
+    named = [i for i, label in enumerate(labels, 1) if rest and (rest in label or label in rest)]
+    return named[0] if len(named) == 1 else None

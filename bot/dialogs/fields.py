@@ -63,6 +63,29 @@ def as_number(word: str) -> str:
     return _SPOKEN_NUMBERS.get(word, word)
 
 
+def is_number(word: str) -> bool:
+    """ASCII digits only: "⓵".isdigit() is true, but int() refuses it."""
+    return re.fullmatch(r"[0-9]{1,4}", word) is not None
+
+
+_WECHAT_EMOJI = re.compile(r"\[[\u4e00-\u9fffA-Za-z]{1,8}\]|/:[^\s]{1,6}")
+
+
+def clean_text(text: str) -> str:
+    """Words only: WeChat's emoji codes ([微笑]) and emoji characters do not describe anything."""
+    text = _WECHAT_EMOJI.sub("", text)
+    text = "".join(ch for ch in text if unicodedata.category(ch) not in ("So", "Sk", "Cs", "Co"))
+    return " ".join(text.split())
+
+
+def all_command_words(ctx: Ctx) -> set[str]:
+    return {
+        w
+        for key in ("complaint", "my_cases", "query", "help", "human", "cancel", "back", "submit", "skip")
+        for w in ctx.texts.words(f"words.{key}")
+    }
+
+
 class Field(Protocol):
     def prompt_values(self, ctx: Ctx) -> dict[str, Any]: ...
 
@@ -71,9 +94,12 @@ class Field(Protocol):
     def display(self, ctx: Ctx, value: Any) -> str: ...
 
 
+CHOICE_WORDS_MAX = 8
+
+
 @dataclass(frozen=True)
 class ChoiceField:
-    """A numbered list; the resident replies with the number or the option's exact words."""
+    """A numbered list; the resident replies with the number, or words that name one option ("停车")."""
 
     choices_setting: str  # "complaint.categories": the list comes from configuration
     invalid: str
@@ -88,14 +114,21 @@ class ChoiceField:
     def parse(self, ctx: Ctx, msg: Inbound, current: Any) -> Answer:
         choices = self.choices(ctx)
         text = as_number(words(msg))
-        if text.isdigit() and 1 <= int(text) <= len(choices):
+        if is_number(text) and 1 <= int(text) <= len(choices):
             return Answer(choices[int(text) - 1])
         if text in choices:
             return Answer(text)
+        # A short answer naming an option ("停车"); a long text is a story, not a choice.
+        named = [c for c in choices if text and (text in c or all(p in text for p in re.split("[与和及、]", c)))]
+        if len(named) == 1 and len(text) <= CHOICE_WORDS_MAX:
+            return Answer(named[0])
         raise Invalid(ctx.texts(self.invalid, count=len(choices)))
 
     def display(self, ctx: Ctx, value: Any) -> str:
         return str(value)
+
+
+_QUESTION = re.compile(r"[?？]$|什么|怎么|哪里|哪儿|为啥|是不是|吗$")
 
 
 @dataclass(frozen=True)
@@ -112,75 +145,114 @@ class PlaceField:
         if msg.kind == "location" and msg.location is not None:
             loc = msg.location
             return Answer({"label": loc.label, "lat": loc.latitude, "lng": loc.longitude})
-        if text := words(msg):
-            if len(text) < self.min_chars:
-                raise Invalid(ctx.texts("complaint.place_too_short"))
-            return Answer({"label": text[: self.max_chars], "lat": None, "lng": None})
-        raise Invalid(ctx.texts("complaint.place_invalid"))
+        if not (raw := words(msg)):
+            raise Invalid(ctx.texts("complaint.place_invalid"))
+        text = normalize(clean_text(msg.text or ""))  # emoji codes go before the brackets would be trimmed
+        if raw in all_command_words(ctx) or _QUESTION.search(text):
+            raise Invalid(ctx.texts("complaint.place_not_a_place"))
+        if len(text) < self.min_chars:
+            raise Invalid(ctx.texts("complaint.place_too_short"))
+        return Answer({"label": text[: self.max_chars], "lat": None, "lng": None})
 
     def display(self, ctx: Ctx, value: Any) -> str:
         if value.get("lat") is None:
             return value["label"]
-        return ctx.texts("complaint.place_location", label=value["label"] or "", lat=value["lat"], lng=value["lng"])
+        label = value["label"] or ctx.texts("complaint.place_pinned")
+        return ctx.texts("complaint.place_location", label=label, lat=value["lat"], lng=value["lng"])
 
 
 @dataclass(frozen=True)
 class NarrativeField:
-    """What happened: text or a recognised voice message, with photos before or alongside it."""
+    """What happened: text or recognised voice, with photos, videos and links before or alongside it."""
 
     min_chars: int = 5
+    summary_chars: int = 80  # the summary echoes the start of a long story, not all of it
 
     def prompt_values(self, ctx: Ctx) -> dict[str, Any]:
         return {"max_photos": ctx.settings.complaint.max_photos}
 
     @staticmethod
     def empty() -> dict[str, Any]:
-        return {"text": "", "photos": [], "voices": []}
+        return {"text": "", "photos": [], "voices": [], "videos": [], "links": []}
 
     def add_photo(self, ctx: Ctx, value: dict, media_id: str, *, elsewhere: bool = True) -> tuple[dict, str]:
         """Keep a photo; the acknowledgement asks for the story only when this is the step asking for it."""
         limit = ctx.settings.complaint.max_photos
         if len(value["photos"]) >= limit:
             return value, ctx.texts("complaint.photo_limit", max=limit)
-        value = {**value, "photos": [*value["photos"], media_id]}
+        value = {**self.empty(), **value, "photos": [*value["photos"], media_id]}
         key = "complaint.photo_received_later" if elsewhere or value["text"] else "complaint.photo_received"
         return value, ctx.texts(key, count=len(value["photos"]))
 
+    def add_more(self, ctx: Ctx, value: dict, msg: Inbound) -> dict | None:
+        """More of the story after the step was answered (a second voice clip, a forgotten detail)."""
+        # The resident's own words, full-width punctuation and all (words() would normalise them).
+        text = clean_text(msg.text or "") if msg.kind in ("text", "voice") else ""
+        compact = re.sub(r"[\s\-]", "", text)
+        if len(text) < self.min_chars or re.search(r"\d{5,}", compact):
+            return None  # too little to be more story, or a (mistyped) phone number
+        combined = f"{value['text']}\n{text}" if value["text"] else text
+        if len(combined) > ctx.settings.complaint.max_description_chars:
+            return None
+        voices = [*value["voices"], msg.media_id] if msg.kind == "voice" else value["voices"]
+        return {**self.empty(), **value, "text": combined, "voices": voices}
+
     def parse(self, ctx: Ctx, msg: Inbound, current: Any) -> Answer:
-        value = current or self.empty()
+        value = {**self.empty(), **(current or {})}
         if msg.kind == "image" and msg.media_id:
             value, ack = self.add_photo(ctx, value, msg.media_id, elsewhere=False)
             return Answer(value, done=False, ack=ack)
-        if msg.kind == "voice":
-            if not msg.text:
-                raise Invalid(ctx.texts("complaint.voice_unrecognized"))
-            value = {**value, "voices": [*value["voices"], msg.media_id]}
-        elif msg.kind != "text":
+        if msg.kind in ("video", "shortvideo") and msg.media_id:
+            value = {**value, "videos": [*value["videos"], msg.media_id]}
+            return Answer(value, done=False, ack=ctx.texts("complaint.video_received", count=len(value["videos"])))
+        if msg.kind == "link" and msg.text:
+            value = {**value, "links": [*value["links"], msg.text]}
+            return Answer(value, done=False, ack=ctx.texts("complaint.link_received"))
+        if msg.kind == "voice" and not msg.text:
+            value = {**value, "voices": [*value["voices"], msg.media_id]}  # kept for staff to listen to
+            return Answer(value, done=False, ack=ctx.texts("complaint.voice_unrecognized"))
+        if msg.kind not in ("text", "voice"):
             raise Invalid(ctx.texts("complaint.description_invalid"))
-        text = " ".join((msg.text or "").split())
+        text = clean_text(msg.text or "")
         if len(text) < self.min_chars:
             raise Invalid(ctx.texts("complaint.description_too_short"))
         limit = ctx.settings.complaint.max_description_chars
         if len(text) > limit:
             raise Invalid(ctx.texts("complaint.description_too_long", length=len(text), max=limit))
-        return Answer({**value, "text": text})
+        # A new text replaces the old one (修改 3): the old one's recordings no longer back it.
+        voices = [msg.media_id] if msg.kind == "voice" else []
+        if not value["text"]:
+            voices = [*value["voices"], *voices]
+        return Answer({**value, "text": text, "voices": voices})
 
     def display(self, ctx: Ctx, value: Any) -> str:
-        out = value["text"]
-        if value["photos"]:
-            out += ctx.texts("complaint.photos_summary", count=len(value["photos"]))
-        if value["voices"]:
-            out += ctx.texts("complaint.voice_summary")
+        value = {**self.empty(), **value}
+        text = value["text"]
+        out = (
+            text
+            if len(text) <= self.summary_chars
+            else ctx.texts("complaint.story_shortened", start=text[: self.summary_chars], length=len(text))
+        )
+        for key, text_key in (
+            ("photos", "photos_summary"),
+            ("videos", "videos_summary"),
+            ("links", "links_summary"),
+            ("voices", "voices_summary"),
+        ):
+            if value[key]:
+                out += ctx.texts(f"complaint.{text_key}", count=len(value[key]))
         return out
 
 
-_MOBILE = re.compile(r"1[3-9]\d{9}")
-_LANDLINE = re.compile(r"0\d{2,3}-?[2-9]\d{6,7}")
+_CHINESE_DIGITS = str.maketrans("〇零一二两三四五六七八九幺", "0012234567891")
+_MOBILE = re.compile(r"(?<!\d)(?:\+?86|0086)?(1[3-9]\d{9})(?!\d)")
+_LANDLINE = re.compile(r"(0\d{2,3})[\s\-－—)）]*([2-9]\d{6,7})(?!\d)(?:\s*(?:转|分机|ext\.?|-|—)\s*(\d{1,6}))?")
 
 
 @dataclass(frozen=True)
 class PhoneField:
-    """A mainland mobile (11 digits) or a landline with area code; 跳过 leaves it empty."""
+    """A mainland mobile (11 digits) or a landline with area code (and extension), found wherever it is in
+    the message ("我的电话是138…"), spoken digits included; a skip word leaves it empty."""
 
     def prompt_values(self, ctx: Ctx) -> dict[str, Any]:
         return {}
@@ -189,12 +261,13 @@ class PhoneField:
         text = words(msg)
         if text in ctx.texts.words("words.skip"):
             return Answer(None)
-        number = re.sub(r"[\s()（）]", "", text).replace("—", "-")
-        number = re.sub(r"^(\+?86-?)", "", number)
-        if _MOBILE.fullmatch(number.replace("-", "")):
-            return Answer(number.replace("-", ""))
-        if _LANDLINE.fullmatch(number):
-            return Answer(number)
+        digits = text.translate(_CHINESE_DIGITS)
+        joined = re.sub(r"(?<=\d)[\s\-－—]+(?=\d)", "", digits)
+        if mobile := _MOBILE.search(joined):
+            return Answer(mobile.group(1))
+        if landline := _LANDLINE.search(digits):
+            area, number, extension = landline.groups()
+            return Answer(f"{area}-{number}" + (f"转{extension}" if extension else ""))
         raise Invalid(ctx.texts("complaint.phone_invalid"))
 
     def display(self, ctx: Ctx, value: Any) -> str:

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from bot.context import Ctx
+from bot.dialogs import ENGINE
 from bot.handlers import resident
-from bot.services import residents
+from bot.services import drafts, residents
 from bot.wechat.inbound import Inbound
 
 # The custom menu's CLICK buttons: key, the text key of the button's name, and what a click does.
@@ -17,16 +18,29 @@ MENU = (
 CLICK_KEYS = {key: action for key, _name, action in MENU}
 
 
+async def _with_reminder(ctx: Ctx, reply: str) -> str:
+    state = await drafts.get(ctx.tx, ctx.openid)
+    if state is None or not state.data:
+        return reply
+    return "\n\n".join([reply, ENGINE.reminder(ctx, state)])
+
+
 async def handle(ctx: Ctx, msg: Inbound) -> str | None:
     now = ctx.clock.now()
     if msg.event in ("subscribe", "subscribe_scan"):
         await residents.set_subscribed(ctx.tx, msg.openid, True, now)
-        return ctx.texts("common.welcome", help=resident.help_text(ctx))
+        return await _with_reminder(ctx, ctx.texts("common.welcome", help=resident.help_text(ctx)))
     if msg.event == "unsubscribe":
+        # WeChat asks that a person's data go when they leave: an unsubmitted draft (with their phone
+        # number, perhaps) is theirs alone. Submitted cases stay: the law requires the record.
         await residents.set_subscribed(ctx.tx, msg.openid, False, now)
+        if (state := await drafts.get(ctx.tx, msg.openid)) is not None:
+            await drafts.discard(ctx.tx, state)
         return None
     await residents.seen(ctx.tx, msg.openid, now, interaction=msg.is_interaction)
     if msg.event == "click" and (action := CLICK_KEYS.get(msg.event_key or "")):
-        return await action(ctx)
+        reply = await action(ctx)
+        # Looking something up from the menu mid-dialog: say where they were (starting again offers the draft).
+        return reply if action is resident.start_complaint else await _with_reminder(ctx, reply)
     # SCAN, LOCATION, VIEW, TEMPLATESENDJOBFINISH, subscription-message events …: nothing to say.
     return None

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
 
 from bot.context import Ctx
 from bot.dialogs import ENGINE
-from bot.dialogs.fields import words
-from bot.services import cases
+from bot.dialogs.fields import clean_text, words
+from bot.services import cases, drafts
 from bot.services.cases import Case
 from bot.wechat.inbound import Inbound
 
-# A photo this soon after submitting is added to the case just submitted.
-LATE_PHOTO_WINDOW = timedelta(minutes=30)
+# A photo or a few words this soon after submitting are added to the case just submitted.
+RECENT = timedelta(minutes=30)
+NOTE_CHARS = 5
+# Text this long that is no command is someone describing their problem.
+UNSOLICITED_STORY_CHARS = 15
 
 
 def help_example(ctx: Ctx) -> str:
@@ -44,7 +48,8 @@ def _local(ctx: Ctx, moment, fmt: str = "%Y-%m-%d %H:%M") -> str:
 async def my_cases(ctx: Ctx) -> str:
     found = await cases.for_resident(ctx.tx, ctx.openid)
     if not found:
-        return ctx.texts("cases.none")
+        filing = await drafts.get(ctx.tx, ctx.openid)  # mid-dialog, "send 投诉" would be the wrong hint
+        return ctx.texts("cases.none") + ("" if filing else ctx.texts("cases.none_hint"))
     lines = [ctx.texts("cases.list_head", count=len(found))]
     for case in found:
         lines.append(
@@ -132,20 +137,45 @@ async def lookup(ctx: Ctx, word: str) -> str:
     return await my_cases(ctx) if rest is None else await query_case(ctx, rest)
 
 
+def _story_after_command(ctx: Ctx, msg: Inbound) -> str | None:
+    """The story told with the command ("投诉 物业乱收停车费", "我要投诉物业乱收费"), as typed; or None."""
+    raw = (msg.text or "").strip()
+    for start in sorted(ctx.texts.words("words.complaint"), key=len, reverse=True):
+        if raw.startswith(start) and (rest := raw[len(start) :].strip(" \u3000:：,，")):
+            return rest
+    return None
+
+
 async def handle(ctx: Ctx, msg: Inbound) -> str:
+    now = ctx.clock.now()
     if msg.kind == "image" and msg.media_id:
-        number = await cases.add_photo_to_recent(
-            ctx.tx, ctx.openid, msg.media_id, now=ctx.clock.now(), within=LATE_PHOTO_WINDOW
-        )
+        number = await cases.add_photo_to_recent(ctx.tx, ctx.openid, msg.media_id, now=now, within=RECENT)
         if number is not None:
             return ctx.texts("common.photo_added", number=number)
+        return await ENGINE.start(ctx, "complaint", seed=msg)  # many complaints begin with a photo
+    if msg.kind == "location":
+        return await ENGINE.start(ctx, "complaint", seed=msg)
+    if msg.kind == "voice" and not msg.text:
+        return ctx.texts("common.voice_unheard")
     word = words(msg)
     if not word:
         return ctx.texts("common.unsupported_message")
     if command := _command(ctx, word):
         return await command(ctx)
+    if (story := _story_after_command(ctx, msg)) is not None:
+        return await ENGINE.start(ctx, "complaint", seed=replace(msg, text=story))
     if (rest := _query_rest(ctx, word)) is not None:
         return await query_case(ctx, rest)
-    if cases.find_number(word, ctx.settings.complaint.case_number_prefix):
+    prefix = ctx.settings.complaint.case_number_prefix
+    if cases.find_number(word, prefix):
         return await query_case(ctx, word)  # a bare case number: they want to know about it
+    recent = await cases.recent_pending(ctx.tx, ctx.openid, now=now, within=RECENT)
+    if recent is not None and word in ctx.texts.words("words.submit"):  # a second tap on 提交
+        return ctx.texts("common.already_submitted", number=recent["number"])
+    story = clean_text(msg.text or "")
+    if recent is not None and len(story) >= NOTE_CHARS:
+        number = await cases.add_note_to_recent(ctx.tx, ctx.openid, story, now=now, within=RECENT)
+        return ctx.texts("common.note_added", number=number)
+    if len(story) >= UNSOLICITED_STORY_CHARS:  # someone telling us their problem: start recording it
+        return await ENGINE.start(ctx, "complaint", seed=msg)
     return ctx.texts("common.unknown_text", help=help_text(ctx))

@@ -23,6 +23,8 @@ class NewComplaint:
     photo_media_ids: list[str]
     voice_media_ids: list[str]
     contact_phone: str | None
+    video_media_ids: list[str] = field(default_factory=list)
+    links: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -47,6 +49,8 @@ class Case:
     description: str
     photo_media_ids: list[str]
     voice_media_ids: list[str]
+    video_media_ids: list[str]
+    links: list[str]
     contact_phone: str | None
     status: str
     created_at: datetime
@@ -68,9 +72,9 @@ async def next_number(tx: Tx, prefix: str, local_day: str) -> str:
 
 _INSERT_CASE = """
 INSERT INTO cases (number, openid, category, place_label, latitude, longitude, description, photo_media_ids,
-    voice_media_ids, contact_phone, status, created_at, updated_at, accept_due_at)
+    voice_media_ids, video_media_ids, links, contact_phone, status, created_at, updated_at, accept_due_at)
 VALUES (:number, :openid, :category, :place_label, :latitude, :longitude, :description, :photos, :voices,
-    :phone, :status, :now, :now, :accept_due_at)
+    :videos, :links, :phone, :status, :now, :now, :accept_due_at)
 RETURNING id"""
 _INSERT_EVENT = """
 INSERT INTO case_events (case_id, at, actor, action, from_status, to_status, note)
@@ -125,6 +129,8 @@ async def submit_complaint(
         description=new.description,
         photos=js(list(new.photo_media_ids)),
         voices=js(list(new.voice_media_ids)),
+        videos=js(list(new.video_media_ids)),
+        links=js(list(new.links)),
         phone=new.contact_phone,
         status=PENDING,
         now=tx.ts(now),
@@ -136,7 +142,8 @@ async def submit_complaint(
     return number
 
 
-_CASE_NUMBER = re.compile(r"([A-Za-z]{0,4})\s*(\d{8})\s*[-－—_]?\s*(\d{1,6})")
+# Prefix, a date (20yymmdd — so a mobile number is never read as a case number), sequence.
+_CASE_NUMBER = re.compile(r"(?<![0-9])([A-Za-z]{0,4})\s*(20\d{6})\s*[-－—_]?\s*(\d{1,6})(?![0-9])")
 
 
 def find_number(text: str, prefix: str) -> str | None:
@@ -152,11 +159,16 @@ SELECT id, number, photo_media_ids FROM cases
 WHERE openid = :openid AND status = :status AND created_at >= :since ORDER BY id DESC LIMIT 1"""
 
 
+async def recent_pending(tx: Tx, openid: str, *, now: datetime, within: timedelta, lock: bool = False):
+    """The resident's case submitted within `within`, still pending: what a follow-up message is about."""
+    sql = _LATEST_PENDING + (" FOR UPDATE" if lock and not tx.is_sqlite else "")  # SQLite: BEGIN IMMEDIATE
+    return await tx.one(sql, openid=openid, status=PENDING, since=tx.ts(now - within))
+
+
 async def add_photo_to_recent(tx: Tx, openid: str, media_id: str, *, now: datetime, within: timedelta) -> str | None:
     """A photo sent just after submitting belongs to the case just submitted; its number (None if this
     resident has no pending case that recent)."""
-    lock = "" if tx.is_sqlite else " FOR UPDATE"  # SQLite's BEGIN IMMEDIATE already excludes other writers
-    row = await tx.one(_LATEST_PENDING + lock, openid=openid, status=PENDING, since=tx.ts(now - within))
+    row = await recent_pending(tx, openid, now=now, within=within, lock=True)
     if row is None:
         return None
     photos = [*unjs(row["photo_media_ids"]), media_id]
@@ -170,8 +182,17 @@ async def add_photo_to_recent(tx: Tx, openid: str, media_id: str, *, now: dateti
     return row["number"]
 
 
+async def add_note_to_recent(tx: Tx, openid: str, text: str, *, now: datetime, within: timedelta) -> str | None:
+    """Something the resident adds just after submitting goes on that case's ledger; its number, or None."""
+    row = await recent_pending(tx, openid, now=now, within=within)
+    if row is None:
+        return None
+    await add_ledger(tx, row["id"], now, "resident", "resident_note", note=text)
+    return row["number"]
+
+
 _CASE_COLUMNS = """id, number, openid, category, place_label, latitude, longitude, description, photo_media_ids,
-    voice_media_ids, contact_phone, status, created_at, accept_due_at"""
+    voice_media_ids, video_media_ids, links, contact_phone, status, created_at, accept_due_at"""
 
 
 def _case(tx: Tx, row) -> Case:
@@ -186,6 +207,8 @@ def _case(tx: Tx, row) -> Case:
         description=row["description"],
         photo_media_ids=unjs(row["photo_media_ids"]),
         voice_media_ids=unjs(row["voice_media_ids"]),
+        video_media_ids=unjs(row["video_media_ids"]),
+        links=unjs(row["links"]),
         contact_phone=row["contact_phone"],
         status=row["status"],
         created_at=tx.dt(row["created_at"]),

@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises:
-Create Date: 2026-11-25 23:19:42.560525
+Create Date: 2026-11-25 23:49:02.797282
 """
 
 import sqlalchemy as sa
@@ -36,6 +36,8 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column("photo_media_ids", sa.JSON(), nullable=False),
         sa.Column("voice_media_ids", sa.JSON(), nullable=False),
+        sa.Column("video_media_ids", sa.JSON(), nullable=False),
+        sa.Column("links", sa.JSON(), nullable=False),
         sa.Column("contact_phone", sa.String(length=32), nullable=True),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("created_at", storage.types.UTCDateTime(timezone=True), nullable=False),
