@@ -103,7 +103,7 @@ def build_app(
             coalesce=True,
             id="outbox",
         )
-        sched.add_job(intake.purge, "interval", hours=1, max_instances=1, coalesce=True, id="purge-dedupe")
+        sched.add_job(intake.purge, "interval", hours=1, max_instances=1, coalesce=True, id="housekeeping")
         sched.start()
         yield
         sched.shutdown(wait=False)

@@ -63,7 +63,7 @@ async def run_chat(settings: Settings, texts: Texts, *, url: str | None, openid:
     print(texts("cli.chat_intro", openid=openid, webhook=webhook, mode=mode_name))
     async with aiohttp.ClientSession() as http:
         resident = Resident(server, http, webhook, openid, fake_url)
-        seen = len((await _pushed_since(http, fake_url, openid, 0))[0]) if fake_url else 0
+        watcher = asyncio.create_task(_watch_pushes(http, fake_url, openid, texts)) if fake_url else None
         while (line := await _read_line(texts("cli.chat_me"))) is not None:
             if line.strip() == "/quit":
                 break
@@ -76,9 +76,21 @@ async def run_chat(settings: Settings, texts: Texts, *, url: str | None, openid:
                 continue
             if reply:
                 print(texts("cli.chat_reply", text=reply) + "\n")
-            if fake_url:
-                await asyncio.sleep(0.05 if reply else 1.5)  # deferred answers arrive through the outbox tick
-                pushed, seen = await _pushed_since(http, fake_url, openid, seen)
-                for item in pushed:
-                    print(texts("cli.chat_pushed", text=item.get("content") or item.get("payload")) + "\n")
+        if watcher is not None:
+            # Pushes still on their way (continuations wait a moment, then the outbox tick sends them).
+            await asyncio.sleep(PUSH_GRACE_SECONDS)
+            watcher.cancel()
     return 0
+
+
+PUSH_GRACE_SECONDS = 4.0
+
+
+async def _watch_pushes(http: aiohttp.ClientSession, fake_url: str, openid: str, texts: Texts) -> None:
+    """Print customer-service messages sent to this resident as they arrive, beside the typed dialog."""
+    _, seen = await _pushed_since(http, fake_url, openid, 0)
+    while True:
+        await asyncio.sleep(0.5)
+        pushed, seen = await _pushed_since(http, fake_url, openid, seen)
+        for item in pushed:
+            print("\n" + texts("cli.chat_pushed", text=item.get("content") or item.get("payload")) + "\n")

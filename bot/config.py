@@ -77,6 +77,8 @@ class WebhookSettings:
 class DialogSettings:
     idle_timeout_minutes: int = 30
     max_failed_tries: int = 3
+    # Drafts untouched this long are deleted (they may hold a phone number nobody will submit).
+    draft_retention_days: int = 30
 
 
 @dataclass(frozen=True)
@@ -278,6 +280,8 @@ def validate(s: Settings) -> None:
         raise ConfigError("setting complaint.categories: at least one category")
     if s.dialog.idle_timeout_minutes < 1:
         raise ConfigError("setting dialog.idle_timeout_minutes: must be at least 1")
+    if s.dialog.draft_retention_days < 1:
+        raise ConfigError("setting dialog.draft_retention_days: must be at least 1")
     if s.dialog.max_failed_tries < 1:
         raise ConfigError("setting dialog.max_failed_tries: must be at least 1")
     worst_send = s.wechat.api_timeout_seconds * (s.wechat.api_max_retries + 1) * 2

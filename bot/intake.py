@@ -23,6 +23,7 @@ from bot.config import Settings
 from bot.context import Ctx
 from bot.locks import KeyedLocks
 from bot.notify import enqueue_text
+from bot.services import drafts
 from bot.texts import Texts
 from bot.wechat.inbound import Inbound
 from bot.wechat.protocol import split_text
@@ -141,10 +142,16 @@ class Intake:
         return None if deferred or not chunks else chunks[0]
 
     async def purge(self) -> int:
-        """Forget answered messages past the retention: dedupe only needs them while WeChat may retry."""
-        cutoff = self.clock.now() - timedelta(hours=self.settings.webhook.dedupe_retention_hours)
+        """Forget what is kept only for a while: answered messages past the dedupe retention (WeChat retries
+        within seconds) and drafts abandoned for weeks (they may hold a phone number). Rows removed."""
+        now = self.clock.now()
+        dedupe_cutoff = now - timedelta(hours=self.settings.webhook.dedupe_retention_hours)
+        draft_cutoff = now - timedelta(days=self.settings.dialog.draft_retention_days)
         async with self.store.write() as tx:
-            return await tx.run("DELETE FROM inbound_messages WHERE received_at < :cutoff", cutoff=tx.ts(cutoff))
+            removed = await tx.run(
+                "DELETE FROM inbound_messages WHERE received_at < :cutoff", cutoff=tx.ts(dedupe_cutoff)
+            )
+            return removed + await drafts.purge(tx, draft_cutoff)
 
     async def drain(self) -> None:
         """Let running work finish (shutdown), so an accepted message is not dropped half-way."""

@@ -491,3 +491,17 @@ async def test_video_and_links_are_kept_as_evidence(harness):
     assert "（附视频 1 段）" in summary
     await r.say("提交")
     assert (await only_case(harness)).video_media_ids == ["vid1"]
+
+
+async def test_a_photo_that_wakes_an_idle_draft_is_kept(harness):
+    r = harness.resident("o_wake")
+    await r.say("投诉")
+    await r.say("4")
+    await r.say("乌当区某某村")
+    harness.clock.advance(hours=2)
+    woke = await r.photo("m_wake")
+    assert "已收到照片（共 1 张）" in woke and "草稿" in woke
+    assert "第 3 步" in await r.say("1")
+    await r.say("渣土车把我家院墙撞塌了一截")
+    summary = await r.say("跳过")
+    assert "（附照片 1 张）" in summary

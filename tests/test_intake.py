@@ -11,7 +11,7 @@ from bot.intake import Intake
 from bot.texts import Texts
 from bot.wechat import simulator
 from bot.wechat.inbound import Inbound
-from storage.models import Case, InboundMessage, OutboxMessage
+from storage.models import Case, DialogState, InboundMessage, OutboxMessage
 from tests.conftest import start_harness
 from tests.test_complaint_dialog import STORY, to_summary
 
@@ -125,13 +125,19 @@ async def test_a_restart_mid_dialog_resumes_exactly_where_the_resident_was(db_ur
         assert "案件编号" in await r.say("提交")
 
 
-async def test_answered_messages_are_forgotten_after_the_retention(harness):
+async def test_answered_messages_and_abandoned_drafts_are_forgotten_after_their_retention(harness):
     r = harness.resident("o_old")
     await r.say("帮助")
+    abandoned = harness.resident("o_abandoned")
+    await abandoned.say("投诉")
+    await abandoned.say("1")
     harness.clock.advance(hours=harness.settings.webhook.dedupe_retention_hours + 1)
     await r.say("我的案件")
-    assert await harness.app[app_module.INTAKE].purge() == 1
+    assert await harness.app[app_module.INTAKE].purge() == 3  # three old messages; the draft is still young
     assert await count(harness, InboundMessage) == 1  # the recent one stays
+    harness.clock.advance(days=harness.settings.dialog.draft_retention_days)
+    assert await harness.app[app_module.INTAKE].purge() == 2  # the last message and the abandoned draft
+    assert await count(harness, DialogState) == 0
 
 
 async def test_a_deferred_answer_is_not_overtaken_by_the_next_one(db_url, clock):

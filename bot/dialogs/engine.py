@@ -133,10 +133,18 @@ class Engine:
             state.needs_human = True
             human = ctx.texts("dialog.human", hotline=ctx.settings.complaint.hotline)
             return "\n\n".join([human, self._current(ctx, dialog, state)])
-        if self._is_idle(ctx, state):
-            return self._offer_resume(ctx, state)
-        if state.mode == "resume":
-            return await self._resume(ctx, dialog, state, word)
+        if self._is_idle(ctx, state) or state.mode == "resume":
+            # A photo that arrives now is kept all the same; words wait for the resident's choice.
+            kept = self._attach_elsewhere(ctx, dialog, state, msg, ack_only=True, anywhere=True)
+            if self._is_idle(ctx, state):
+                reply = self._offer_resume(ctx, state)
+            else:
+                reply = (
+                    await self._resume(ctx, dialog, state, word)
+                    if not kept
+                    else self._resume_offer_text(ctx, dialog, state)
+                )
+            return "\n\n".join([kept, reply]) if kept else reply
         if word in ctx.texts.words("words.help"):
             return ctx.texts("dialog.help_step", prompt=self._current(ctx, dialog, state))
         if word in ctx.texts.words("words.back"):
@@ -198,13 +206,14 @@ class Engine:
         return ctx.texts("complaint.story_added")
 
     def _attach_elsewhere(
-        self, ctx: Ctx, dialog: Dialog, state: Draft, msg: Inbound, *, ack_only: bool = False
+        self, ctx: Ctx, dialog: Dialog, state: Draft, msg: Inbound, *, ack_only: bool = False, anywhere: bool = False
     ) -> str | None:
-        """A photo sent at another step (or at the summary) still belongs to the complaint."""
+        """A photo sent at another step (or at the summary, or while the draft is offered back) still belongs
+        to the complaint."""
         key = dialog.attachments_step
         if msg.kind != "image" or not msg.media_id or key is None:
             return None
-        if state.mode == "step" and dialog.steps[state.step].key == key:
+        if state.mode == "step" and dialog.steps[state.step].key == key and not anywhere:
             return None  # the attachments step itself takes photos as part of its answer
         field = next(s.field for s in dialog.steps if s.key == key)
         value, ack = field.add_photo(ctx, state.data.get(key) or field.empty(), msg.media_id)

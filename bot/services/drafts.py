@@ -86,6 +86,10 @@ async def discard(tx: Tx, d: Draft) -> None:
     await tx.run("DELETE FROM dialog_states WHERE openid = :openid", openid=d.openid)
 
 
+async def purge(tx: Tx, untouched_since: datetime) -> int:
+    return await tx.run("DELETE FROM dialog_states WHERE updated_at < :cutoff", cutoff=tx.ts(untouched_since))
+
+
 async def listing(tx: Tx, *, human_only: bool = False, limit: int = 100) -> list[Draft]:
     """Drafts oldest first; `human_only`: those whose resident asked for a person (人工), for staff."""
     where = "WHERE needs_human = :yes" if human_only else ""
