@@ -151,3 +151,39 @@ async def list_drafts(settings: Settings, texts: Texts, *, human_only: bool, as_
     if not found:
         print(texts("cli.no_drafts"))
     return 0
+
+
+async def act(settings: Settings, texts: Texts, action: str, number: str, **options) -> int:
+    """`frontdoor cases accept|refuse|assign|… NUMBER --by OPERATOR …`: one lifecycle move, committed with its
+    ledger entry and the resident's notice (delivered by a running server's outbox)."""
+    from bot.clock import Clock
+    from bot.services import lifecycle
+
+    prefix = settings.complaint.case_number_prefix
+    number = cases.find_number(number, prefix) or number
+    if options.get("into"):
+        options["into"] = cases.find_number(options["into"], prefix) or options["into"]
+    store = open_store(settings.database.url, pool_size=1)
+    try:
+        async with store.write() as tx:
+            moved = await lifecycle.move(
+                tx,
+                lifecycle.Request(action=action, number=number, **options),
+                clock=Clock(),
+                settings=settings,
+                texts=texts,
+            )
+    except lifecycle.MoveRefused as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    print(
+        texts(
+            "cli.moved",
+            number=moved.number,
+            before=texts(f"status.{moved.from_status}"),
+            after=texts(f"status.{moved.to_status}"),
+        )
+    )
+    return 0

@@ -90,6 +90,18 @@ def cmd_cases(args) -> int:
     settings = _settings(args)
     if not _database_ready(settings, _texts(settings)):
         return 2
+    if args.action not in ("list", "show"):
+        from bot.cases_cli import act
+
+        options = {
+            "by": args.by,
+            "reason": args.reason,
+            "unit": args.unit,
+            "co_units": args.co or [],
+            "text": args.text,
+            "into": args.into,
+        }
+        return asyncio.run(act(settings, _texts(settings), args.action, args.number, **options))
     if args.action == "list":
         return asyncio.run(
             list_cases(settings, _texts(settings), status=args.status, as_json=args.json, limit=args.limit)
@@ -142,6 +154,17 @@ def parser() -> argparse.ArgumentParser:
     show = cases_sub.add_parser("show")
     show.add_argument("number")
     show.add_argument("--json", action="store_true")
+    from bot.services.lifecycle import MOVES
+
+    for action in MOVES:
+        step = cases_sub.add_parser(action, help=f"lifecycle: {action} a case")
+        step.add_argument("number")
+        step.add_argument("--by", required=True, help="the operator doing it (recorded on the ledger)")
+        step.add_argument("--reason", help="why (required to refuse, return or reopen)")
+        step.add_argument("--unit", help="assign: the lead unit")
+        step.add_argument("--co", action="append", help="assign: a co-handling unit (repeatable)")
+        step.add_argument("--text", help="reply: the answer to the resident")
+        step.add_argument("--into", help="merge: the case number to merge into")
     cases.set_defaults(func=cmd_cases)
 
     drafts = sub.add_parser("drafts", help="unfinished dialogs, e.g. residents waiting for a person (人工)")

@@ -93,6 +93,14 @@ class ComplaintSettings:
 
 
 @dataclass(frozen=True)
+class LifecycleSettings:
+    # 信访工作条例: an accepted matter is handled within 60 days.
+    handling_days: int = 60
+    # A unit may return a wrongly routed case (退回) this long after it was assigned.
+    return_window_hours: int = 24
+
+
+@dataclass(frozen=True)
 class OutboxSettings:
     tick_seconds: float = 1.0
     batch_size: int = 50
@@ -126,6 +134,7 @@ class Settings:
     webhook: WebhookSettings = field(default_factory=WebhookSettings)
     dialog: DialogSettings = field(default_factory=DialogSettings)
     complaint: ComplaintSettings = field(default_factory=ComplaintSettings)
+    lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
     fake_wechat: FakeWechatSettings = field(default_factory=FakeWechatSettings)
     texts: TextsSettings = field(default_factory=TextsSettings)
@@ -280,6 +289,8 @@ def validate(s: Settings) -> None:
         raise ConfigError("setting complaint.categories: at least one category")
     if s.dialog.idle_timeout_minutes < 1:
         raise ConfigError("setting dialog.idle_timeout_minutes: must be at least 1")
+    if s.lifecycle.handling_days < 1 or s.lifecycle.return_window_hours < 0:
+        raise ConfigError("setting lifecycle.handling_days: must be at least 1 (and return_window_hours ≥ 0)")
     if s.dialog.draft_retention_days < 1:
         raise ConfigError("setting dialog.draft_retention_days: must be at least 1")
     if s.dialog.max_failed_tries < 1:

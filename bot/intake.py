@@ -22,8 +22,8 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.context import Ctx
 from bot.locks import KeyedLocks
-from bot.notify import enqueue_text
 from bot.services import drafts
+from bot.services.outbox import enqueue_text
 from bot.texts import Texts
 from bot.wechat.inbound import Inbound
 from bot.wechat.protocol import split_text

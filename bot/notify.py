@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import Row, exists, or_, select, text, update
@@ -27,7 +27,6 @@ from bot.clock import Clock
 from bot.config import OutboxSettings
 from bot.wechat.api import HTTP_ERRCODE, TOKEN_ERRCODES, WeChatAPI, WeChatAPIError
 from storage.db import Database
-from storage.fast import Tx, js
 from storage.models import OutboxMessage
 
 log = logging.getLogger(__name__)
@@ -62,29 +61,6 @@ _CONFIG_HINTS = {
 # Serializes claims on PostgreSQL so two workers never split one resident's rows between them (which would
 # let a later row overtake an earlier one). Claims are one short UPDATE, so taking turns costs nothing.
 _CLAIM_LOCK_KEY = 0x6F7574626F78  # "outbox"
-
-
-_ENQUEUE = """
-INSERT INTO outbox (openid, kind, payload, status, attempts, next_attempt_at, created_at)
-VALUES (:openid, :kind, :payload, 'pending', 0, :due, :now) RETURNING id"""
-
-
-async def enqueue(
-    tx: Tx, clock: Clock, openid: str, kind: str, payload: dict, *, not_before: datetime | None = None
-) -> int:
-    """Add a pending row in the caller's transaction: sent only if that transaction commits. Its id.
-
-    Payloads: "text" {"content"}; "menu" {"head", "options": [[id, label], …], "tail"};
-    "template" {"template_id", "data", "url"?}. `not_before` holds the row back, e.g. so a continuation
-    does not overtake the passive reply WeChat has not yet shown.
-    """
-    now = clock.now()
-    due = max(now, not_before) if not_before else now
-    return await tx.val(_ENQUEUE, openid=openid, kind=kind, payload=js(payload), due=tx.ts(due), now=tx.ts(now))
-
-
-async def enqueue_text(tx: Tx, clock: Clock, openid: str, text: str, *, not_before: datetime | None = None) -> int:
-    return await enqueue(tx, clock, openid, "text", {"content": text}, not_before=not_before)
 
 
 @dataclass(frozen=True)

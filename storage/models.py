@@ -91,6 +91,15 @@ class Case(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     accept_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The lifecycle (bot/services/lifecycle.py): who handles it, and when each step happened.
+    lead_unit: Mapped[str | None] = mapped_column(String(80), nullable=True, index=True)
+    co_units: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
+    accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    handle_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    assigned_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reply_text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    merged_into: Mapped[str | None] = mapped_column(String(32), nullable=True)
 
     events: Mapped[list[CaseEvent]] = relationship(
         back_populates="case", order_by="CaseEvent.id", cascade="all, delete-orphan"

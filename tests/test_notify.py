@@ -13,7 +13,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select, update
 
-from bot.notify import OutboxWorker, enqueue, enqueue_text
+from bot.notify import OutboxWorker
+from bot.services.outbox import enqueue, enqueue_text
 from bot.wechat.api import WeChatAPI
 from bot.wechat.fake import FakeWeChat
 from storage.db import Database

@@ -1,0 +1,162 @@
+"""The lawful moves of a case (信访 workflow), each a ledger entry, the resident told of those they see.
+
+pending ─accept→ accepted ─assign→ assigned ─start→ in_progress ─reply→ replied ─close→ closed
+   └─refuse→ refused          ↑  └─return (退回, within a window)─┘                 │
+                              └──────────── reopen (发回重办) ←── replied / closed ──┘
+Any open case can be merged (并案) into another open case, or withdrawn (撤回) by its resident.
+
+Every move is checked against this graph and written with `WHERE status = <the status we saw>`, so two people
+acting at once cannot both move the same case: the second gets a clear error instead of a silent overwrite.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.services.cases import add_ledger
+from bot.services.outbox import enqueue_text
+from bot.texts import Texts
+from storage.fast import Tx, js
+
+OPEN = frozenset({"pending", "accepted", "assigned", "in_progress", "replied", "reopened"})
+
+
+@dataclass(frozen=True)
+class Move:
+    sources: frozenset[str]
+    target: str
+    ledger: str  # the ledger entry's action (texts [ledger])
+    notice: str | None = None  # what the resident is told (texts [notice]), if anything
+    needs_reason: bool = False
+
+
+MOVES: dict[str, Move] = {
+    "accept": Move(frozenset({"pending"}), "accepted", "accepted", "accepted"),
+    "refuse": Move(frozenset({"pending"}), "refused", "refused", "refused", needs_reason=True),
+    "assign": Move(frozenset({"accepted", "assigned", "reopened"}), "assigned", "assigned", "assigned"),
+    "return": Move(frozenset({"assigned"}), "accepted", "returned", needs_reason=True),
+    "start": Move(frozenset({"assigned", "reopened"}), "in_progress", "started"),
+    "reply": Move(frozenset({"in_progress"}), "replied", "replied", "replied"),
+    "close": Move(frozenset({"replied"}), "closed", "closed", "closed"),
+    "reopen": Move(frozenset({"replied", "closed"}), "reopened", "reopened", "reopened", needs_reason=True),
+    "merge": Move(OPEN, "merged", "merged", "merged"),
+    "withdraw": Move(OPEN, "withdrawn", "withdrawn", "withdrawn"),
+}
+
+
+class MoveRefused(Exception):
+    """The move is not allowed (or incomplete); the message says why, for the operator or resident."""
+
+
+@dataclass
+class Request:
+    action: str
+    number: str
+    by: str
+    reason: str | None = None
+    unit: str | None = None
+    co_units: list[str] = field(default_factory=list)
+    text: str | None = None
+    into: str | None = None
+    # Only this resident's own case (a resident withdrawing by chat).
+    openid: str | None = None
+
+
+@dataclass(frozen=True)
+class Moved:
+    number: str
+    from_status: str
+    to_status: str
+
+
+_CASE = """SELECT id, number, openid, status, assigned_at FROM cases WHERE number = :number"""
+
+
+async def _load(tx: Tx, number: str, *, lock: bool):
+    return await tx.one(_CASE + (" FOR UPDATE" if lock and not tx.is_sqlite else ""), number=number)
+
+
+async def move(tx: Tx, req: Request, *, clock: Clock, settings: Settings, texts: Texts) -> Moved:
+    """Apply one move to a case, or raise MoveRefused with the reason. The caller's transaction commits it
+    together with its ledger entry and the resident's notice."""
+    spec = MOVES[req.action]
+    now = clock.now()
+    action_name = texts(f"action.{req.action}")
+    case = await _load(tx, req.number, lock=True)
+    if case is None or (req.openid is not None and case["openid"] != req.openid):
+        raise MoveRefused(texts("lifecycle.not_found", number=req.number))
+    status = case["status"]
+    if status not in spec.sources:
+        raise MoveRefused(
+            texts("lifecycle.not_allowed", number=req.number, status=texts(f"status.{status}"), action=action_name)
+        )
+    if spec.needs_reason and not (req.reason or "").strip():
+        raise MoveRefused(texts("lifecycle.reason_required", action=action_name))
+    changes, note, notice_values = await _changes(tx, req, case, now=now, settings=settings, texts=texts)
+
+    columns = ", ".join(f"{name} = :{name}" for name in changes)
+    updated = await tx.run(
+        f"UPDATE cases SET status = :to_status, updated_at = :now{', ' if columns else ''}{columns} "
+        "WHERE id = :id AND status = :from_status",
+        to_status=spec.target,
+        now=tx.ts(now),
+        id=case["id"],
+        from_status=status,
+        **changes,
+    )
+    if updated != 1:
+        raise MoveRefused(texts("lifecycle.changed", number=req.number))
+    await add_ledger(tx, case["id"], now, req.by, spec.ledger, from_status=status, to_status=spec.target, note=note)
+    # A resident acting in the chat sees the answer there; anyone else's move is pushed to them.
+    if spec.notice and case["openid"] and req.openid is None:
+        notice = texts(f"notice.{spec.notice}", number=req.number, hotline=settings.complaint.hotline, **notice_values)
+        await enqueue_text(tx, clock, case["openid"], notice)
+    return Moved(req.number, status, spec.target)
+
+
+async def _changes(tx: Tx, req: Request, case, *, now: datetime, settings: Settings, texts: Texts):
+    """The columns a move sets, its ledger note, and the values its notice needs."""
+    life = settings.lifecycle
+    if req.action == "accept":
+        due = now + timedelta(days=life.handling_days)
+        local_due = due.astimezone(settings.tz).strftime("%Y年%m月%d日")
+        return {"accepted_at": tx.ts(now), "handle_due_at": tx.ts(due)}, None, {"due": local_due}
+    if req.action == "assign":
+        if not (req.unit or "").strip():
+            raise MoveRefused(texts("lifecycle.unit_required"))
+        co = [u for u in req.co_units if u and u != req.unit]
+        note = "、".join([req.unit, *co])
+        return {"lead_unit": req.unit, "co_units": js(co), "assigned_at": tx.ts(now)}, note, {"unit": req.unit}
+    if req.action == "return":
+        assigned_at = tx.dt(case["assigned_at"])
+        window = timedelta(hours=life.return_window_hours)
+        if assigned_at is None or now - assigned_at > window:
+            raise MoveRefused(texts("lifecycle.return_too_late", hours=life.return_window_hours))
+        return {"lead_unit": None, "co_units": js([]), "assigned_at": None}, req.reason, {}
+    if req.action == "reply":
+        if not (req.text or "").strip():
+            raise MoveRefused(texts("lifecycle.text_required"))
+        return {"reply_text": req.text}, req.text, {"text": req.text}
+    if req.action == "close":
+        return {"closed_at": tx.ts(now)}, req.reason, {}
+    if req.action == "reopen":
+        return {"closed_at": None}, req.reason, {"reason": req.reason}
+    if req.action == "merge":
+        target = await _merge_target(tx, req, case, texts)
+        await add_ledger(tx, target["id"], now, req.by, "merged_in", note=req.number)
+        return {"merged_into": target["number"]}, target["number"], {"into": target["number"]}
+    return {}, req.reason, {"reason": req.reason or ""}
+
+
+async def _merge_target(tx: Tx, req: Request, case, texts: Texts):
+    if not req.into or req.into == case["number"]:
+        raise MoveRefused(texts("lifecycle.merge_target", into=req.into or "", why=texts("lifecycle.merge_same")))
+    target = await _load(tx, req.into, lock=True)
+    if target is None:
+        raise MoveRefused(texts("lifecycle.not_found", number=req.into))
+    if target["status"] not in OPEN:
+        raise MoveRefused(texts("lifecycle.merge_target", into=req.into, why=texts("lifecycle.merge_closed")))
+    return target
