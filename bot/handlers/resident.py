@@ -9,7 +9,7 @@ from datetime import timedelta
 from bot.context import Ctx
 from bot.dialogs import ENGINE
 from bot.dialogs.fields import clean_text, words
-from bot.services import cases, drafts
+from bot.services import cases, drafts, lifecycle
 from bot.services.cases import Case
 from bot.wechat.inbound import Inbound
 
@@ -118,10 +118,28 @@ def _command(ctx: Ctx, word: str) -> Callable[[Ctx], Awaitable[str]] | None:
     return next((action for key, action in COMMANDS if word in ctx.texts.words(key)), None)
 
 
+def _after(ctx: Ctx, key: str, word: str) -> str | None:
+    """What follows one of the [words] `key` at the start of `word`, or None when it does not start so."""
+    prefix = next((w for w in sorted(ctx.texts.words(key), key=len, reverse=True) if word.startswith(w)), None)
+    return None if prefix is None else word[len(prefix) :]
+
+
+async def withdraw_case(ctx: Ctx, asked: str) -> str:
+    """撤回 <number>: the resident withdraws their own open case."""
+    number = cases.find_number(asked, ctx.settings.complaint.case_number_prefix)
+    if number is None:
+        return ctx.texts("lifecycle.withdraw_usage", example=help_example(ctx))
+    request = lifecycle.Request(action="withdraw", number=number, by="resident", openid=ctx.openid)
+    try:
+        await lifecycle.move(ctx.tx, request, clock=ctx.clock, settings=ctx.settings, texts=ctx.texts)
+    except lifecycle.MoveRefused as exc:
+        return str(exc)
+    return ctx.texts("notice.withdrawn", number=number)
+
+
 def _query_rest(ctx: Ctx, word: str) -> str | None:
     """What follows 查询 (or a city's synonym), or None when the resident did not ask to look something up."""
-    prefix = next((w for w in ctx.texts.words("words.query") if word.startswith(w)), None)
-    return None if prefix is None else word[len(prefix) :]
+    return _after(ctx, "words.query", word)
 
 
 def is_lookup(ctx: Ctx, word: str) -> bool:
@@ -166,6 +184,8 @@ async def handle(ctx: Ctx, msg: Inbound) -> str:
         return await ENGINE.start(ctx, "complaint", seed=replace(msg, text=story))
     if (rest := _query_rest(ctx, word)) is not None:
         return await query_case(ctx, rest)
+    if (rest := _after(ctx, "words.withdraw", word)) is not None:
+        return await withdraw_case(ctx, rest)
     prefix = ctx.settings.complaint.case_number_prefix
     if cases.find_number(word, prefix):
         return await query_case(ctx, word)  # a bare case number: they want to know about it
