@@ -505,3 +505,31 @@ async def test_a_photo_that_wakes_an_idle_draft_is_kept(harness):
     await r.say("渣土车把我家院墙撞塌了一截")
     summary = await r.say("跳过")
     assert "（附照片 1 张）" in summary
+
+
+async def test_a_second_report_of_the_same_matter_is_offered_to_join_the_first(harness):
+    r = harness.resident("o_again")
+    first = (await file_complaint(r)).split("案件编号：")[1].split("。")[0]
+    harness.clock.advance(days=3)
+    await to_summary(r, place="云城街道某某小区3栋东门")
+    offer = await r.say("提交")
+    assert f"反映过类似问题（案件 {first}）" in offer and "补充" in offer and "请核对" in offer
+    assert f"已把这次反映的内容补充到案件 {first}" in await r.say("补充")
+    async with harness.db.read() as s:
+        found = list(await s.scalars(select(Case).options(selectinload(Case.events))))
+    assert len(found) == 1 and found[0].events[-1].note.startswith("云城街道某某小区3栋东门：")
+    await to_summary(r)
+    await r.say("提交")
+    second = (await r.say("提交")).split("案件编号：")[1].split("。")[0]  # asked once; again means a new case
+    async with harness.db.read() as s:
+        case = await s.scalar(select(Case).where(Case.number == second).options(selectinload(Case.events)))
+    assert (case.events[-1].action, case.events[-1].note) == ("possible_repeat", first)
+
+
+async def test_others_reporting_the_same_place_are_linked_for_staff(harness):
+    first = (await file_complaint(harness.resident("o_neighbour_a"))).split("案件编号：")[1].split("。")[0]
+    reply = await file_complaint(harness.resident("o_neighbour_b"))  # no offer: not their own case
+    second = reply.split("案件编号：")[1].split("。")[0]
+    async with harness.db.read() as s:
+        case = await s.scalar(select(Case).where(Case.number == second).options(selectinload(Case.events)))
+    assert [(e.action, e.note) for e in case.events][-1] == ("possible_repeat", first)

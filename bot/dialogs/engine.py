@@ -48,6 +48,9 @@ class Dialog:
     story_step: str | None = None
     # Other steps an unsolicited message can answer at the start, by message kind (a location → the place).
     seeds: tuple[tuple[str, str], ...] = ()
+    # Words of the dialog's own at the summary (besides 提交 and 修改): returns the reply, or None when the
+    # word is not one of them. It may end the dialog (drafts.discard).
+    at_summary: Callable[[Ctx, Draft, str], Awaitable[str | None]] | None = None
 
     def step_index(self, key: str) -> int:
         return next(i for i, s in enumerate(self.steps) if s.key == key)
@@ -249,6 +252,8 @@ class Engine:
             except Invalid as exc:
                 return "\n\n".join([str(exc), self._summary(ctx, dialog, state)])
             await drafts.discard(ctx.tx, state)
+            return reply
+        if dialog.at_summary is not None and (reply := await dialog.at_summary(ctx, state, word)) is not None:
             return reply
         index = _edit_index(word, ctx.texts.words("words.edit"), [ctx.texts(s.label) for s in dialog.steps])
         if index is not None and 1 <= index <= len(dialog.steps):

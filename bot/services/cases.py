@@ -10,6 +10,9 @@ from zoneinfo import ZoneInfo
 from storage.fast import Tx, js, unjs
 
 PENDING = "pending"
+# Statuses in which a case is still being worked on (a new complaint may belong to it).
+OPEN_STATUSES = ("pending", "accepted", "assigned", "in_progress", "replied", "reopened")
+_OPEN_SQL = "(" + ", ".join(f"'{s}'" for s in OPEN_STATUSES) + ")"
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,7 @@ async def submit_complaint(
     prefix: str,
     acceptance_days: int,
     asked_for_staff: bool = False,
+    related: list[str] = (),
 ) -> str:
     """Store the complaint as a pending case with its first ledger entry; its number. A resident who asked
     for a person (人工) while filing has that on the ledger, where staff see it."""
@@ -139,6 +143,8 @@ async def submit_complaint(
     await add_ledger(tx, case_id, now, "resident", "submitted", to_status=PENDING)
     if asked_for_staff:
         await add_ledger(tx, case_id, now, "resident", "human_requested")
+    if related:  # perhaps the same matter: a link for staff, who decide whether to merge
+        await add_ledger(tx, case_id, now, "system", "possible_repeat", note="、".join(related))
     return number
 
 
@@ -189,6 +195,72 @@ async def add_note_to_recent(tx: Tx, openid: str, text: str, *, now: datetime, w
         return None
     await add_ledger(tx, row["id"], now, "resident", "resident_note", note=text)
     return row["number"]
+
+
+@dataclass(frozen=True)
+class Similar:
+    number: str
+    created_at: datetime
+
+
+async def similar_own(tx: Tx, openid: str, category: str, *, now: datetime, within: timedelta) -> Similar | None:
+    """The resident's own open case of the same category from the last `within`: maybe the same matter."""
+    row = await tx.one(
+        f"SELECT number, created_at FROM cases WHERE openid = :openid AND category = :category "
+        f"AND status IN {_OPEN_SQL} AND created_at >= :since ORDER BY id DESC LIMIT 1",
+        openid=openid,
+        category=category,
+        since=tx.ts(now - within),
+    )
+    return None if row is None else Similar(row["number"], tx.dt(row["created_at"]))
+
+
+# About a hundred metres: reports pinned this close together are about the same place.
+NEARBY_DEGREES = 0.001
+
+
+async def similar_elsewhere(
+    tx: Tx, new: NewComplaint, *, now: datetime, within: timedelta, limit: int = 5
+) -> list[str]:
+    """Other residents' open cases of the same category at the same place: for staff to link or merge."""
+    rows = await tx.all(
+        f"SELECT number FROM cases WHERE (openid IS NULL OR openid <> :openid) AND category = :category "
+        f"AND status IN {_OPEN_SQL} AND created_at >= :since AND (place_label = :label "
+        "OR (latitude BETWEEN :lat_lo AND :lat_hi AND longitude BETWEEN :lng_lo AND :lng_hi)) "
+        "ORDER BY id DESC LIMIT :limit",
+        openid=new.openid,
+        category=new.category,
+        since=tx.ts(now - within),
+        label=new.place_label,
+        lat_lo=(new.latitude or 999) - NEARBY_DEGREES,
+        lat_hi=(new.latitude or 999) + NEARBY_DEGREES,
+        lng_lo=(new.longitude or 999) - NEARBY_DEGREES,
+        lng_hi=(new.longitude or 999) + NEARBY_DEGREES,
+        limit=limit,
+    )
+    return [r["number"] for r in rows]
+
+
+async def add_to_case(tx: Tx, number: str, openid: str, *, text: str, photos: list[str], now: datetime) -> bool:
+    """A new report of the same matter, added to the resident's own case instead of opening another."""
+    lock = "" if tx.is_sqlite else " FOR UPDATE"
+    row = await tx.one(
+        f"SELECT id, photo_media_ids FROM cases WHERE number = :number AND openid = :openid{lock}",
+        number=number,
+        openid=openid,
+    )
+    if row is None:
+        return False
+    if photos:
+        merged = [*unjs(row["photo_media_ids"]), *photos]
+        await tx.run(
+            "UPDATE cases SET photo_media_ids = :photos, updated_at = :now WHERE id = :id",
+            photos=js(merged),
+            now=tx.ts(now),
+            id=row["id"],
+        )
+    await add_ledger(tx, row["id"], now, "resident", "resident_note", note=text)
+    return True
 
 
 _CASE_COLUMNS = """id, number, openid, category, place_label, latitude, longitude, description, photo_media_ids,
