@@ -16,7 +16,7 @@ from bot.intake import Intake
 from bot.notify import OutboxWorker
 from bot.router import route
 from bot.texts import Texts
-from bot.wechat.api import WeChatAPI
+from bot.wechat.api import DatabaseTokenStore, WeChatAPI
 from bot.wechat.fake import FakeWeChat
 from bot.wechat.webhook import Webhook
 from storage.db import Database
@@ -85,11 +85,18 @@ def build_app(
 
     async def wechat_client(app: web.Application):
         async with aiohttp.ClientSession() as http:
-            app[API] = WeChatAPI.from_settings(
-                http, settings.wechat, clock, base_url=api_base or api_base_url(settings)
-            )
             owner = f"{socket.gethostname()}:{os.getpid()}"
-            app[OUTBOX] = OutboxWorker(db, app[API], clock, settings.outbox, owner)
+            # Every instance reads the one shared access token from the database (bot/wechat/api.py).
+            app[API] = WeChatAPI.from_settings(
+                http,
+                settings.wechat,
+                clock,
+                base_url=api_base or api_base_url(settings),
+                token_store=DatabaseTokenStore(db, settings.wechat.app_id),
+                owner=owner,
+                token_lease_seconds=settings.push.token_lease_seconds,
+            )
+            app[OUTBOX] = OutboxWorker(db, app[API], clock, settings.outbox, owner, push=settings.push, texts=texts)
             yield
 
     async def scheduler(app: web.Application):
@@ -102,6 +109,18 @@ def build_app(
             max_instances=1,
             coalesce=True,
             id="outbox",
+        )
+        # Deadline reminders: durable rows in the database, claimed with a lease (bot/services/deadlines.py).
+        from bot.services.deadlines import DeadlineWorker
+
+        reminders = DeadlineWorker(store, clock, settings)
+        sched.add_job(
+            reminders.tick,
+            "interval",
+            seconds=settings.deadlines.tick_seconds,
+            max_instances=1,
+            coalesce=True,
+            id="deadlines",
         )
         sched.add_job(intake.purge, "interval", hours=1, max_instances=1, coalesce=True, id="housekeeping")
         sched.start()

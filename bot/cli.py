@@ -100,6 +100,7 @@ def cmd_cases(args) -> int:
             "co_units": args.co or [],
             "text": args.text,
             "into": args.into,
+            "days": args.days,
         }
         return asyncio.run(act(settings, _texts(settings), args.action, args.number, **options))
     if args.action == "list":
@@ -116,6 +117,37 @@ def cmd_drafts(args) -> int:
     if not _database_ready(settings, _texts(settings)):
         return 2
     return asyncio.run(list_drafts(settings, _texts(settings), human_only=args.human, as_json=args.json))
+
+
+def cmd_deadlines(args) -> int:
+    from bot.deadlines_cli import list_deadlines
+
+    settings = _settings(args)
+    if not _database_ready(settings, _texts(settings)):
+        return 2
+    options = {"due_soon": args.due_soon, "overdue": args.overdue, "as_json": args.json}
+    return asyncio.run(list_deadlines(settings, _texts(settings), **options))
+
+
+def cmd_calendar(args) -> int:
+    from bot.deadlines_cli import import_calendar, list_calendar
+
+    settings = _settings(args)
+    if not _database_ready(settings, _texts(settings)):
+        return 2
+    if args.action == "import":
+        with open(args.file, encoding="utf-8-sig") as fh:
+            return asyncio.run(import_calendar(settings, _texts(settings), fh.read()))
+    return asyncio.run(list_calendar(settings, _texts(settings), args.year))
+
+
+def cmd_outbox(args) -> int:
+    from bot.outbox_cli import list_outbox
+
+    settings = _settings(args)
+    if not _database_ready(settings, _texts(settings)):
+        return 2
+    return asyncio.run(list_outbox(settings, _texts(settings), failed=args.failed, as_json=args.json, limit=args.limit))
 
 
 def cmd_menu(args) -> int:
@@ -165,6 +197,7 @@ def parser() -> argparse.ArgumentParser:
         step.add_argument("--co", action="append", help="assign: a co-handling unit (repeatable)")
         step.add_argument("--text", help="reply: the answer to the resident")
         step.add_argument("--into", help="merge: the case number to merge into")
+        step.add_argument("--days", type=int, help="extend: days added (default deadlines.extension_max_days)")
     cases.set_defaults(func=cmd_cases)
 
     drafts = sub.add_parser("drafts", help="unfinished dialogs, e.g. residents waiting for a person (人工)")
@@ -172,6 +205,28 @@ def parser() -> argparse.ArgumentParser:
     drafts.add_argument("--human", action="store_true", help="only drafts whose resident asked for a person")
     drafts.add_argument("--json", action="store_true")
     drafts.set_defaults(func=cmd_drafts)
+
+    dl = sub.add_parser("deadlines", help="supervisors: cases whose clock runs, due soon, overdue, escalated")
+    dl.add_argument("action", choices=["list"])
+    dl.add_argument("--due-soon", action="store_true", help="only cases past the warning share of their time")
+    dl.add_argument("--overdue", action="store_true", help="only overdue cases")
+    dl.add_argument("--json", action="store_true")
+    dl.set_defaults(func=cmd_deadlines)
+
+    cal = sub.add_parser("calendar", help="the working-day calendar: public holidays and make-up working days")
+    cal_sub = cal.add_subparsers(dest="action", required=True)
+    cal_import = cal_sub.add_parser("import", help="CSV lines date,kind (kind: holiday or workday)")
+    cal_import.add_argument("file")
+    cal_list = cal_sub.add_parser("list")
+    cal_list.add_argument("--year", type=int, required=True)
+    cal.set_defaults(func=cmd_calendar)
+
+    outbox = sub.add_parser("outbox", help="messages to residents: waiting, sent, or failed with the reason")
+    outbox.add_argument("action", choices=["list"])
+    outbox.add_argument("--failed", action="store_true", help="only messages given up on")
+    outbox.add_argument("--json", action="store_true")
+    outbox.add_argument("--limit", type=int, default=100)
+    outbox.set_defaults(func=cmd_outbox)
 
     menu = sub.add_parser("menu", help="publish the custom menu (投诉 / 我的案件 / 帮助) through the WeChat API")
     menu.add_argument("action", choices=["push"])

@@ -98,6 +98,23 @@ class LifecycleSettings:
     handling_days: int = 60
     # A unit may return a wrongly routed case (退回) this long after it was assigned.
     return_window_hours: int = 24
+    # The office's policy: a resident's 不满意 sends the closed case back (发回重办).
+    reopen_when_unsatisfied: bool = True
+
+
+@dataclass(frozen=True)
+class DeadlinesSettings:
+    # natural: calendar days; working: days the calendar (frontdoor calendar import) says are working days.
+    day_kind: str = "natural"
+    # Warn when this share of a clock's time has passed (信访: e.g. 75%).
+    warn_share: float = 0.75
+    # Escalate (提级督办) this many days after a deadline passed (0 = together with the overdue flag).
+    escalate_after_days: int = 3
+    # One extension of the handling time, at most this many days (信访工作条例: 30).
+    extension_max_days: int = 30
+    tick_seconds: float = 30.0
+    batch_size: int = 100
+    lease_seconds: int = 60
 
 
 @dataclass(frozen=True)
@@ -107,6 +124,34 @@ class OutboxSettings:
     lease_seconds: int = 60
     max_attempts: int = 8
     backoff_base_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class PushSettings:
+    # The customer-service window as the bot counts it from residents' inbound traffic (bot/notify.py): after a
+    # message, window_quota messages within window_hours; after a follow, menu click or QR scan, event_window_quota
+    # within event_window_seconds. WeChat has changed these numbers over the years: keep them in step with it.
+    window_hours: int = 48
+    window_quota: int = 5
+    event_window_seconds: int = 60
+    event_window_quota: int = 3
+    # Outside the window a notice goes as a template message: "notice=template_id" entries, the notice kinds of
+    # bot/texts.toml [notice] (accepted, refused, assigned, replied, closed, …); "*" for every other notice.
+    templates: tuple[str, ...] = ()
+    # How a notice fills the template: which template field gets the title, the case number, the status and the
+    # notice's text ("" leaves that one out).
+    template_title_field: str = "first"
+    template_number_field: str = "keyword1"
+    template_status_field: str = "keyword2"
+    template_text_field: str = "remark"
+    # The page a template message opens; {number} is the case number. "" = none.
+    template_url: str = ""
+    # One instance refreshes the shared access token at a time; a refresher that died is replaced after this.
+    token_lease_seconds: int = 60
+
+    def template_for(self, notice: str | None) -> str | None:
+        table = dict(entry.split("=", 1) for entry in self.templates)
+        return table.get(notice or "") or table.get("*") or None
 
 
 @dataclass(frozen=True)
@@ -135,7 +180,9 @@ class Settings:
     dialog: DialogSettings = field(default_factory=DialogSettings)
     complaint: ComplaintSettings = field(default_factory=ComplaintSettings)
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
+    deadlines: DeadlinesSettings = field(default_factory=DeadlinesSettings)
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
+    push: PushSettings = field(default_factory=PushSettings)
     fake_wechat: FakeWechatSettings = field(default_factory=FakeWechatSettings)
     texts: TextsSettings = field(default_factory=TextsSettings)
 
@@ -295,6 +342,7 @@ def validate(s: Settings) -> None:
         raise ConfigError("setting dialog.draft_retention_days: must be at least 1")
     if s.dialog.max_failed_tries < 1:
         raise ConfigError("setting dialog.max_failed_tries: must be at least 1")
+    _validate_deadlines(s.deadlines)
     worst_send = s.wechat.api_timeout_seconds * (s.wechat.api_max_retries + 1) * 2
     if s.outbox.lease_seconds <= worst_send:
         raise ConfigError(
@@ -303,3 +351,49 @@ def validate(s: Settings) -> None:
         )
     if s.texts.override_file and not Path(s.texts.override_file).is_file():
         raise ConfigError(f"setting texts.override_file: file {s.texts.override_file!r} not found")
+    _validate_push(s)
+
+
+def _validate_deadlines(d: DeadlinesSettings) -> None:
+    if d.day_kind not in ("natural", "working"):
+        raise ConfigError(f"setting deadlines.day_kind: must be natural or working, got {d.day_kind!r}")
+    if not 0 < d.warn_share < 1:
+        raise ConfigError(f"setting deadlines.warn_share: must be between 0 and 1 (exclusive), got {d.warn_share}")
+    if d.escalate_after_days < 0:
+        raise ConfigError("setting deadlines.escalate_after_days: must be at least 0")
+    if d.extension_max_days < 1:
+        raise ConfigError("setting deadlines.extension_max_days: must be at least 1")
+    if d.tick_seconds <= 0:
+        raise ConfigError("setting deadlines.tick_seconds: must be greater than 0")
+    if d.batch_size < 1:
+        raise ConfigError("setting deadlines.batch_size: must be at least 1")
+    if d.lease_seconds < 5:
+        raise ConfigError("setting deadlines.lease_seconds: must be at least 5")
+
+
+def _validate_push(s: Settings) -> None:
+    p = s.push
+    if p.window_hours < 1 or p.window_quota < 0:
+        raise ConfigError("setting push.window_hours: must be at least 1 (and push.window_quota at least 0)")
+    if p.event_window_seconds < 1 or p.event_window_quota < 0:
+        raise ConfigError(
+            "setting push.event_window_seconds: must be at least 1 (and push.event_window_quota at least 0)"
+        )
+    for entry in p.templates:
+        if not re.fullmatch(r"(\*|[a-z_]+)=[A-Za-z0-9_-]+", entry):
+            raise ConfigError(f"setting push.templates: entries are notice=template_id or *=template_id, got {entry!r}")
+    for name in ("template_number_field", "template_status_field", "template_text_field"):
+        if not getattr(p, name):
+            raise ConfigError(f"setting push.{name}: required (the template field it fills)")
+    if p.template_url and not p.template_url.startswith(("https://", "http://")):
+        raise ConfigError(f"setting push.template_url: must be an http(s) URL or empty, got {p.template_url!r}")
+    try:
+        p.template_url.format(number="X")
+    except (KeyError, IndexError, ValueError):
+        raise ConfigError("setting push.template_url: the only placeholder is {number}") from None
+    worst_fetch = s.wechat.api_timeout_seconds * (s.wechat.api_max_retries + 1)
+    if p.token_lease_seconds <= worst_fetch:
+        raise ConfigError(
+            f"setting push.token_lease_seconds: must exceed the slowest token fetch ({worst_fetch:.0f} s = "
+            "api_timeout_seconds × (api_max_retries + 1))"
+        )

@@ -6,6 +6,11 @@ while our lease still stands. A crashed worker's rows are claimed again once its
 whose lease was taken over records nothing. Rows of one resident go out in id order: a row is not claimed
 while an earlier row of the same resident is waiting for a retry or leased by another worker.
 
+A text or menu row goes as a customer-service message while the resident's window and quota allow (tracked in
+`residents` from their inbound traffic, counted here as messages go out), otherwise — or when WeChat answers
+45015/45047 — as the template message settings [push] configure for its notice, with the case number and status
+the row carries. Without a template (or a case number) a row outside the window fails with that reason.
+
 A row fails for good only when WeChat refuses this message or this recipient (PERMANENT_ERRCODES) or its
 payload is unusable. Everything else — busy, quotas, our own configuration — is retried later: a notice
 (a deferred reply may carry a resident's case number) must not be lost to a quota or to a configuration
@@ -20,21 +25,25 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Row, exists, or_, select, text, update
+from sqlalchemy import Row, and_, exists, or_, select, text, update
 from sqlalchemy.orm import aliased
 
 from bot.clock import Clock
-from bot.config import OutboxSettings
+from bot.config import OutboxSettings, PushSettings
+from bot.texts import Texts
 from bot.wechat.api import HTTP_ERRCODE, TOKEN_ERRCODES, WeChatAPI, WeChatAPIError
 from storage.db import Database
-from storage.models import OutboxMessage
+from storage.models import OutboxMessage, Resident
 
 log = logging.getLogger(__name__)
 
 MAX_BACKOFF_SECONDS = 3600
 # Customer-service window closed (45015) or its quota spent (45047): the notice cannot go as a
-# customer-service message. The template-message / 订阅通知 fallback belongs where these fail (see `_send`).
+# customer-service message and goes as the template message configured for it instead (see `_send`).
 WINDOW_ERRCODES = frozenset({45015, 45047})
+# Rows of these kinds are customer-service messages while the resident's window allows, else template messages.
+CS_KINDS = frozenset({"text", "menu"})
+NO_TEMPLATE = "window closed and no template configured"
 # Refusals of this message or this recipient that no retry can fix: the row fails at once. Besides the
 # window: 43004 unsubscribed, 40003 invalid openid, 45002 content too long, 40008 invalid message type,
 # 44004 empty content, 40037 invalid template id, 47001 malformed request body.
@@ -80,12 +89,24 @@ SENT = _Outcome("sent")
 
 
 class OutboxWorker:
-    def __init__(self, db: Database, api: WeChatAPI, clock: Clock, settings: OutboxSettings, owner: str):
+    def __init__(
+        self,
+        db: Database,
+        api: WeChatAPI,
+        clock: Clock,
+        settings: OutboxSettings,
+        owner: str,
+        *,
+        push: PushSettings | None = None,
+        texts: Texts | None = None,
+    ):
         self.db = db
         self.api = api
         self.clock = clock
         self.settings = settings
         self.owner = owner
+        self.push = push or PushSettings()
+        self.texts = texts or Texts()
 
     async def tick(self) -> int:
         """Deliver what is due; the number of messages sent."""
@@ -168,11 +189,11 @@ class OutboxWorker:
 
     async def _send(self, row: Row) -> _Outcome:
         try:
+            if row.kind in CS_KINDS:
+                return await self._send_notice(row)
             await self._call_api(row.kind, row.openid, row.payload)
         except WeChatAPIError as exc:
             if exc.errcode in PERMANENT_ERRCODES:
-                # Hook for the later issue: when exc.errcode in WINDOW_ERRCODES, fall back to a template message
-                # (or 订阅通知) here instead of giving up.
                 log.warning("outbox %s (%s) failed: %s", row.id, row.kind, exc)
                 return _Outcome("failed", str(exc))
             if exc.errcode in CONFIG_ERRCODES:
@@ -190,6 +211,91 @@ class OutboxWorker:
             # Not WeChat's answer (a bug, a closed session): retrying is bounded by max_attempts.
             log.exception("outbox %s: unexpected error", row.id)
             return _Outcome("retry", f"{type(exc).__name__}: {exc}")
+        return SENT
+
+    # --- the channel: customer-service message while the window allows, else the template message ------------
+
+    async def _send_notice(self, row: Row) -> _Outcome:
+        """A text or menu row. Raises WeChatAPIError of the channel finally used, for `_send` to judge."""
+        window = await self._window(row.id)
+        if window == "closed":
+            return await self._send_template(row, "window closed (tracked)")
+        try:
+            await self._call_api(row.kind, row.openid, row.payload)
+        except WeChatAPIError as exc:
+            if exc.errcode not in WINDOW_ERRCODES:
+                raise
+            # Our count said open (or we had none); WeChat knows better.
+            log.info("outbox %s: customer-service refused (%s); trying the template channel", row.id, exc.errcode)
+            return await self._send_template(row, str(exc))
+        await self._count_sent(row)
+        return SENT
+
+    async def _window(self, row_id: int) -> str:
+        """ "open", "closed", or "unknown" (no record of this resident: WeChat decides when we try)."""
+        r = Resident
+        query = select(r.last_message_at, r.last_event_at, r.cs_sent_since_message, r.cs_sent_since_event)
+        async with self.db.read() as session:
+            found = (await session.execute(query.where(r.openid == _openid_of(row_id)))).first()
+        if found is None:
+            return "unknown"
+        now, p = self.clock.now(), self.push
+        by_message = found.last_message_at is not None and now < found.last_message_at + timedelta(hours=p.window_hours)
+        by_event = found.last_event_at is not None and now < found.last_event_at + timedelta(
+            seconds=p.event_window_seconds
+        )
+        if (by_message and found.cs_sent_since_message < p.window_quota) or (
+            by_event and found.cs_sent_since_event < p.event_window_quota
+        ):
+            return "open"
+        return "closed"
+
+    async def _count_sent(self, row: Row) -> None:
+        """One customer-service message spent: from the long window first, as WeChat counts them."""
+        now, p, r = self.clock.now(), self.push, Resident
+        message_open = and_(
+            r.last_message_at > now - timedelta(hours=p.window_hours), r.cs_sent_since_message < p.window_quota
+        )
+        event_open = and_(
+            r.last_event_at > now - timedelta(seconds=p.event_window_seconds),
+            r.cs_sent_since_event < p.event_window_quota,
+        )
+        try:
+            async with self.db.write() as session:
+                spent = await session.execute(
+                    update(r)
+                    .where(r.openid == _openid_of(row.id), message_open)
+                    .values(cs_sent_since_message=r.cs_sent_since_message + 1)
+                )
+                if spent.rowcount == 0:
+                    await session.execute(
+                        update(r)
+                        .where(r.openid == _openid_of(row.id), event_open)
+                        .values(cs_sent_since_event=r.cs_sent_since_event + 1)
+                    )
+        except Exception:
+            # The message is out; a missed count only costs a 45047 and a template fallback later.
+            log.exception("outbox %s: sent, but the window count was not updated", row.id)
+
+    async def _send_template(self, row: Row, why: str) -> _Outcome:
+        payload = row.payload
+        template_id = self.push.template_for(payload.get("notice"))
+        if not template_id:
+            log.warning("outbox %s (%s): %s (%s)", row.id, row.kind, NO_TEMPLATE, why)
+            return _Outcome("failed", f"{NO_TEMPLATE} ({why})")
+        number = payload.get("case_number")
+        if not number:
+            log.warning("outbox %s (%s): window closed and no case number for the template (%s)", row.id, row.kind, why)
+            return _Outcome("failed", f"window closed and the notice carries no case number for a template ({why})")
+        p = self.push
+        data: dict[str, dict[str, str]] = {}
+        if p.template_title_field:
+            data[p.template_title_field] = {"value": self.texts("push.template_title")}
+        data[p.template_number_field] = {"value": str(number)}
+        data[p.template_status_field] = {"value": payload.get("status_text") or self.texts("push.status_unknown")}
+        data[p.template_text_field] = {"value": _notice_text(row.kind, payload)}
+        url = payload.get("url") or (p.template_url.format(number=number) if p.template_url else None)
+        await self.api.send_template(row.openid, template_id, data, url)
         return SENT
 
     async def _call_api(self, kind: str, openid: str, payload: dict[str, Any]) -> None:
@@ -246,6 +352,18 @@ class OutboxWorker:
                 .where(o.id.in_([r.id for r in rows]), o.lease_owner == self.owner)
                 .values(lease_owner=None, lease_until=None)
             )
+
+
+def _openid_of(row_id: int):
+    # Residents are looked up through the outbox row, so no statement (nor a driver's debug log) carries an openid.
+    return select(OutboxMessage.openid).where(OutboxMessage.id == row_id).scalar_subquery()
+
+
+def _notice_text(kind: str, payload: dict[str, Any]) -> str:
+    if kind == "menu":
+        labels = "、".join(str(label) for _id, label in payload.get("options", []))
+        return "\n".join(part for part in (payload["head"], labels, payload.get("tail", "")) if part)
+    return payload["content"]
 
 
 def _log_config_failures(failures: list[tuple[Row, _Outcome]]) -> None:

@@ -31,6 +31,11 @@ class Resident(Base):
     subscribed: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
     last_message_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The customer-service window (bot/notify.py picks the channel from these): a message opens a long window,
+    # a follow / menu click / QR scan a short one; each counts the customer-service messages sent since.
+    last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    cs_sent_since_message: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    cs_sent_since_event: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
 class InboundMessage(Base):
@@ -100,6 +105,16 @@ class Case(Base):
     reply_text: Mapped[str | None] = mapped_column(Text, nullable=True)
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     merged_into: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # The resident's rating after closing (1 满意, 2 基本满意, 3 不满意) and their comment.
+    rating: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    rating_comment: Mapped[str | None] = mapped_column(Text, nullable=True)
+    rated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Deadlines (bot/services/deadlines.py): ok | due_soon | overdue for the clock now running; escalation
+    # (提级督办) once overdue; the one extension of the handling time.
+    deadline_state: Mapped[str] = mapped_column(String(16), default="ok", server_default="ok", index=True)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    extended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    extension_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
 
     events: Mapped[list[CaseEvent]] = relationship(
         back_populates="case", order_by="CaseEvent.id", cascade="all, delete-orphan"
@@ -145,3 +160,49 @@ class OutboxMessage(Base):
         # Delivery keeps one resident's messages in order by looking up their earlier rows.
         Index("ix_outbox_openid_id", "openid", "id"),
     )
+
+
+class CalendarDay(Base):
+    """The office's working-day calendar: a public holiday, or a weekend made a working day (调休).
+    Days not listed follow the week (Monday–Friday work). Maintained with `frontdoor calendar import`."""
+
+    __tablename__ = "calendar_days"
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, the office's local date
+    kind: Mapped[str] = mapped_column(String(8))  # holiday | workday
+
+
+class DeadlineReminder(Base):
+    """A durable reminder of a case's clock: fired once by whichever scheduler tick claims it first."""
+
+    __tablename__ = "deadline_reminders"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    clock: Mapped[str] = mapped_column(String(16))  # accept | handle
+    kind: Mapped[str] = mapped_column(String(16))  # warning | overdue | escalation
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)  # the deadline this reminder belongs to
+    fire_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # case:clock:kind:due — one row per reminder, however often the clock is armed.
+    dedupe_key: Mapped[str] = mapped_column(String(160), unique=True)
+    # pending → done | obsolete (its clock stopped or moved before it fired)
+    status: Mapped[str] = mapped_column(String(16))
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_deadline_reminders_due", "status", "fire_at"),)
+
+
+class WechatToken(Base):
+    """The account's access token, shared by every instance: read from here, refreshed by whoever holds the
+    lease (lease_until is taken with one conditional UPDATE), never fetched by every request."""
+
+    __tablename__ = "wechat_tokens"
+    app_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    access_token: Mapped[str | None] = mapped_column(Text, nullable=True)
+    # Refreshed from this moment on (a margin before WeChat's expiry); still usable until expires_at.
+    refresh_after: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -12,7 +12,7 @@ from bot.cli import main
 from bot.services import lifecycle
 from bot.services.lifecycle import MoveRefused, Request
 from bot.texts import Texts
-from storage.models import Case
+from storage.models import Case, OutboxMessage
 from tests.test_complaint_dialog import file_complaint
 
 
@@ -167,3 +167,56 @@ async def test_a_resident_withdraws_their_own_open_case_by_chat(harness):
     assert (case.status, case.events[-1].actor) == ("withdrawn", "resident")
     assert "现在是“已撤回”，不能撤回" in await r.say(f"撤回 {number}")
     assert "撤回 XF" in await r.say("撤回")
+
+
+async def _closed(h, openid: str) -> str:
+    number = await filed(h, openid)
+    for action, kw in (
+        ("accept", {}),
+        ("assign", {"unit": "物业办"}),
+        ("start", {}),
+        ("reply", {"text": "已处理"}),
+        ("close", {}),
+    ):
+        await do(h, action, number, **kw)
+    await pushed_after_delivery(h, openid)  # the notices reach the phone before the resident answers them
+    return number
+
+
+async def test_the_resident_rates_a_closed_case_through_the_dialog(harness):
+    number = await _closed(harness, "o_rates")
+    r = harness.resident("o_rates")
+    assert "还有什么想对我们说的吗" in await r.say("2")  # the number the closing notice asked for
+    assert f"感谢您的评价！案件 {number}" in await r.say("工作人员态度很好")
+    case = await case_of(harness, number)
+    assert (case.rating, case.rating_comment, case.status) == (2, "工作人员态度很好", "closed")
+    assert case.events[-1].action == "rated" and case.events[-1].note == "基本满意：工作人员态度很好"
+    assert "没能理解" in await r.say("1")  # rated once: a later "1" is nothing to rate
+
+
+async def test_unsatisfied_reopens_the_case(harness):
+    number = await _closed(harness, "o_unhappy")
+    r = harness.resident("o_unhappy")
+    await r.say("不满意")
+    assert "发回重新办理" in await r.say("跳过")
+    case = await case_of(harness, number)
+    assert (case.status, case.rating) == ("reopened", 3)
+    assert [e.action for e in case.events][-2:] == ["rated", "reopened"]
+
+
+async def test_an_extension_keeps_the_status_is_ledgered_and_told(harness, capsys, monkeypatch):
+    number = await filed(harness, "o_extend")
+    await do(harness, "accept", number)
+    await do(harness, "assign", number, unit="国土局")
+    monkeypatch.setenv("FRONTDOOR_DATABASE_URL", harness.settings.database.url)
+    argv = ["cases", "extend", number, "--by", "督办科", "--reason", "需测绘单位现场勘界", "--days", "15"]
+    assert await asyncio.to_thread(main, argv) == 0
+    assert f"案件 {number}：已交办 → 已交办" in capsys.readouterr().out
+    case = await case_of(harness, number)
+    assert case.status == "assigned" and case.handle_due_at == case.accepted_at + timedelta(days=75)
+    assert (case.events[-1].action, case.events[-1].actor) == ("extended", "督办科")
+    async with harness.db.read() as s:  # the CLI's notice is queued by its real clock: read the outbox row
+        notices = [m.payload["content"] for m in await s.scalars(select(OutboxMessage))]
+    assert "办理期限延长 15 日" in notices[-1] and "需测绘单位现场勘界" in notices[-1]
+    assert await asyncio.to_thread(main, argv) == 1
+    assert "已经延期过一次" in capsys.readouterr().err

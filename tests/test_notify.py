@@ -300,7 +300,8 @@ async def test_an_unsubscribed_resident_fails_at_once(db, store, clock, fake, ma
     assert fake.calls[SEND] == 1
 
 
-@pytest.mark.parametrize("errcode", [45015, 45047, 43004, 40003, 45002, 40008, 44004, 40037])
+# 45015/45047 fall back to the template channel: tests/test_push_channels.py.
+@pytest.mark.parametrize("errcode", [43004, 40003, 45002, 40008, 44004, 40037])
 async def test_refusals_of_the_message_or_recipient_fail_at_once(db, store, clock, fake, make_worker, errcode):
     fake.record_inbound("o-1", "message")
     await enqueue_texts(store, clock, "o-1", "您的诉求已办结")
@@ -330,13 +331,16 @@ async def test_a_malformed_payload_fails_at_once(db, store, clock, fake, make_wo
 
 
 async def test_closed_window_fails_at_once(db, store, clock, fake, make_worker):
-    # The resident never wrote: WeChat refuses (45015) and retrying cannot help.
+    # The resident never wrote: WeChat refuses (45015), no template is configured, and retrying cannot help.
     await enqueue_texts(store, clock, "o-silent", "您的诉求已办结")
     worker = make_worker()
     assert await worker.tick() == 0
     [row] = await outbox_rows(db)
     assert row.status == "failed"
-    assert row.last_error.startswith("45015 ")
+    assert (
+        row.last_error == "window closed and no template configured (45015 response out of time limit or "
+        "subscription is canceled)"
+    )
     clock.advance(hours=2)
     assert await worker.tick() == 0
     assert fake.calls[SEND] == 1

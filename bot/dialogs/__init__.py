@@ -2,5 +2,6 @@
 
 from bot.dialogs.complaint import COMPLAINT
 from bot.dialogs.engine import Engine
+from bot.dialogs.rating import RATING
 
-ENGINE = Engine([COMPLAINT])
+ENGINE = Engine([COMPLAINT, RATING])

@@ -51,6 +51,8 @@ class Dialog:
     # Words of the dialog's own at the summary (besides 提交 and 修改): returns the reply, or None when the
     # word is not one of them. It may end the dialog (drafts.discard).
     at_summary: Callable[[Ctx, Draft, str], Awaitable[str | None]] | None = None
+    # False: submit right after the last answer, without a summary (a rating needs no confirmation).
+    confirm: bool = True
 
     def step_index(self, key: str) -> int:
         return next(i for i, s in enumerate(self.steps) if s.key == key)
@@ -60,7 +62,7 @@ class Engine:
     def __init__(self, dialogs: list[Dialog]):
         self.dialogs = {d.name: d for d in dialogs}
 
-    async def start(self, ctx: Ctx, name: str, seed: Inbound | None = None) -> str:
+    async def start(self, ctx: Ctx, name: str, seed: Inbound | None = None, initial: dict | None = None) -> str:
         """Start a dialog — or, if a draft with answers is waiting, offer it back rather than throw it away.
         `seed`: what the resident sent to start it ("投诉 物业乱收费", a photo, a location), kept as an answer."""
         state = await drafts.get(ctx.tx, ctx.openid)
@@ -71,9 +73,11 @@ class Engine:
             needs_human = state is not None and state.needs_human  # a person was asked for: keep that
             state = drafts.begin(ctx.openid, name, ctx.clock.now())
             state.needs_human = needs_human
+            state.data = dict(initial or {})
             parts = [ctx.texts(dialog.intro)] if dialog.intro else []
             if seed is not None and (kept := self._seed(ctx, dialog, state, seed)):
                 parts.append(kept)
+            state.step = self._next_step(dialog, state, 0)
             reply = "\n\n".join([*parts, self._prompt(ctx, dialog, state)])
         await drafts.save(ctx.tx, state)
         return reply
@@ -158,14 +162,14 @@ class Engine:
             return attached
         if state.mode == "confirm":
             return await self._confirm(ctx, dialog, state, word, msg)
-        return self._answer(ctx, dialog, state, msg)
+        return await self._answer(ctx, dialog, state, msg)
 
     def _is_idle(self, ctx: Ctx, state: Draft) -> bool:
         """Idle long enough to ask before carrying on — unless nothing has been answered yet."""
         timeout = timedelta(minutes=ctx.settings.dialog.idle_timeout_minutes)
         return state.mode != "resume" and bool(state.data) and ctx.clock.now() - state.updated_at > timeout
 
-    def _answer(self, ctx: Ctx, dialog: Dialog, state: Draft, msg: Inbound) -> str:
+    async def _answer(self, ctx: Ctx, dialog: Dialog, state: Draft, msg: Inbound) -> str:
         step = dialog.steps[state.step]
         try:
             answer = step.field.parse(ctx, msg, state.data.get(step.key))
@@ -184,7 +188,7 @@ class Engine:
         state.step = self._next_step(dialog, state, state.step + 1)
         if state.step >= len(dialog.steps):
             state.mode, state.step = "confirm", len(dialog.steps) - 1
-            return self._summary(ctx, dialog, state)
+            return self._summary(ctx, dialog, state) if dialog.confirm else await self._submit(ctx, dialog, state)
         return self._prompt(ctx, dialog, state)
 
     @staticmethod
@@ -247,12 +251,7 @@ class Engine:
 
     async def _confirm(self, ctx: Ctx, dialog: Dialog, state: Draft, word: str, msg: Inbound) -> str:
         if word in ctx.texts.words("words.submit"):
-            try:
-                reply = await dialog.submit(ctx, state)
-            except Invalid as exc:
-                return "\n\n".join([str(exc), self._summary(ctx, dialog, state)])
-            await drafts.discard(ctx.tx, state)
-            return reply
+            return await self._submit(ctx, dialog, state)
         if dialog.at_summary is not None and (reply := await dialog.at_summary(ctx, state, word)) is not None:
             return reply
         index = _edit_index(word, ctx.texts.words("words.edit"), [ctx.texts(s.label) for s in dialog.steps])
@@ -267,6 +266,14 @@ class Engine:
         reply = ctx.texts("dialog.confirm_invalid", count=len(dialog.steps))
         if state.failed_tries >= ctx.settings.dialog.max_failed_tries:
             reply += "\n\n" + ctx.texts("dialog.human_hint")
+        return reply
+
+    async def _submit(self, ctx: Ctx, dialog: Dialog, state: Draft) -> str:
+        try:
+            reply = await dialog.submit(ctx, state)
+        except Invalid as exc:
+            return "\n\n".join([str(exc), self._summary(ctx, dialog, state)])
+        await drafts.discard(ctx.tx, state)
         return reply
 
     async def _resume(self, ctx: Ctx, dialog: Dialog, state: Draft, word: str) -> str:

@@ -101,10 +101,14 @@ CHOICE_WORDS_MAX = 8
 class ChoiceField:
     """A numbered list; the resident replies with the number, or words that name one option ("停车")."""
 
-    choices_setting: str  # "complaint.categories": the list comes from configuration
+    # Where the options come from: a setting ("complaint.categories") or a [words] entry of the texts.
+    choices_setting: str
     invalid: str
+    from_texts: bool = False
 
     def choices(self, ctx: Ctx) -> tuple[str, ...]:
+        if self.from_texts:
+            return ctx.texts.words(self.choices_setting)
         section, key = self.choices_setting.split(".")
         return getattr(getattr(ctx.settings, section), key)
 
@@ -242,6 +246,25 @@ class NarrativeField:
             if value[key]:
                 out += ctx.texts(f"complaint.{text_key}", count=len(value[key]))
         return out
+
+
+@dataclass(frozen=True)
+class TextField:
+    """A few words, or a skip word for nothing (an optional comment)."""
+
+    max_chars: int = 500
+
+    def prompt_values(self, ctx: Ctx) -> dict[str, Any]:
+        return {}
+
+    def parse(self, ctx: Ctx, msg: Inbound, current: Any) -> Answer:
+        word = words(msg)
+        if not word or word in ctx.texts.words("words.skip"):
+            return Answer(None)
+        return Answer(clean_text(msg.text or "")[: self.max_chars] or None)
+
+    def display(self, ctx: Ctx, value: Any) -> str:
+        return value or ctx.texts("dialog.skipped")
 
 
 _CHINESE_DIGITS = str.maketrans("〇零一二两三四五六七八九幺", "0012234567891")

@@ -37,7 +37,8 @@ async def handle(ctx: Ctx, msg: Inbound) -> str | None:
         if (state := await drafts.get(ctx.tx, msg.openid)) is not None:
             await drafts.discard(ctx.tx, state)
         return None
-    await residents.seen(ctx.tx, msg.openid, now, interaction=msg.is_interaction)
+    # A click or a scan opens only the short event window (a follow is recorded above).
+    await residents.seen(ctx.tx, msg.openid, now, interaction=msg.is_interaction, kind="event")
     if msg.event == "click" and (action := CLICK_KEYS.get(msg.event_key or "")):
         reply = await action(ctx)
         # Looking something up from the menu mid-dialog: say where they were (starting again offers the draft).

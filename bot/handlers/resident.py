@@ -8,7 +8,7 @@ from datetime import timedelta
 
 from bot.context import Ctx
 from bot.dialogs import ENGINE
-from bot.dialogs.fields import clean_text, words
+from bot.dialogs.fields import as_number, clean_text, words
 from bot.services import cases, drafts, lifecycle
 from bot.services.cases import Case
 from bot.wechat.inbound import Inbound
@@ -18,6 +18,13 @@ RECENT = timedelta(minutes=30)
 NOTE_CHARS = 5
 # Text this long that is no command is someone describing their problem.
 UNSOLICITED_STORY_CHARS = 15
+# A closed case can be rated this long after closing.
+RATING_WINDOW = timedelta(days=30)
+
+
+def _is_rating(ctx: Ctx, word: str) -> bool:
+    choices = ctx.texts.words("words.ratings")
+    return word in choices or as_number(word) in [str(i) for i in range(1, len(choices) + 1)]
 
 
 def help_example(ctx: Ctx) -> str:
@@ -186,6 +193,9 @@ async def handle(ctx: Ctx, msg: Inbound) -> str:
         return await query_case(ctx, rest)
     if (rest := _after(ctx, "words.withdraw", word)) is not None:
         return await withdraw_case(ctx, rest)
+    if _is_rating(ctx, word) and (to_rate := await cases.to_rate(ctx.tx, ctx.openid, now=now, within=RATING_WINDOW)):
+        # The answer to "请回复数字评价办理结果": the rating dialog, with this first answer already in it.
+        return await ENGINE.start(ctx, "rating", seed=msg, initial={"case": to_rate})
     prefix = ctx.settings.complaint.case_number_prefix
     if cases.find_number(word, prefix):
         return await query_case(ctx, word)  # a bare case number: they want to know about it

@@ -263,6 +263,33 @@ async def add_to_case(tx: Tx, number: str, openid: str, *, text: str, photos: li
     return True
 
 
+async def to_rate(tx: Tx, openid: str, *, now: datetime, within: timedelta) -> str | None:
+    """The resident's most recently closed case not yet rated, closed within `within`: what "1" answers."""
+    return await tx.val(
+        "SELECT number FROM cases WHERE openid = :openid AND status = 'closed' AND rated_at IS NULL "
+        "AND closed_at >= :since ORDER BY closed_at DESC LIMIT 1",
+        openid=openid,
+        since=tx.ts(now - within),
+    )
+
+
+async def rate(tx: Tx, number: str, openid: str, *, score: int, label: str, comment: str | None, now: datetime) -> bool:
+    """Record the resident's rating of their closed case, once."""
+    case_id = await tx.val(
+        "UPDATE cases SET rating = :score, rating_comment = :comment, rated_at = :now, updated_at = :now "
+        "WHERE number = :number AND openid = :openid AND status = 'closed' AND rated_at IS NULL RETURNING id",
+        score=score,
+        comment=comment,
+        now=tx.ts(now),
+        number=number,
+        openid=openid,
+    )
+    if case_id is None:
+        return False
+    await add_ledger(tx, case_id, now, "resident", "rated", note=f"{label}：{comment}" if comment else label)
+    return True
+
+
 _CASE_COLUMNS = """id, number, openid, category, place_label, latitude, longitude, description, photo_media_ids,
     voice_media_ids, video_media_ids, links, contact_phone, status, created_at, accept_due_at"""
 

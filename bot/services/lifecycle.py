@@ -4,6 +4,7 @@ pending ─accept→ accepted ─assign→ assigned ─start→ in_progress ─r
    └─refuse→ refused          ↑  └─return (退回, within a window)─┘                 │
                               └──────────── reopen (发回重办) ←── replied / closed ──┘
 Any open case can be merged (并案) into another open case, or withdrawn (撤回) by its resident.
+While being handled, a case's handling time can be extended (延期) once; its status stays as it is.
 
 Every move is checked against this graph and written with `WHERE status = <the status we saw>`, so two people
 acting at once cannot both move the same case: the second gets a clear error instead of a silent overwrite.
@@ -16,6 +17,7 @@ from datetime import datetime, timedelta
 
 from bot.clock import Clock
 from bot.config import Settings
+from bot.services import deadlines
 from bot.services.cases import add_ledger
 from bot.services.outbox import enqueue_text
 from bot.texts import Texts
@@ -27,7 +29,7 @@ OPEN = frozenset({"pending", "accepted", "assigned", "in_progress", "replied", "
 @dataclass(frozen=True)
 class Move:
     sources: frozenset[str]
-    target: str
+    target: str | None  # None: the case keeps its status (the move is still ledgered)
     ledger: str  # the ledger entry's action (texts [ledger])
     notice: str | None = None  # what the resident is told (texts [notice]), if anything
     needs_reason: bool = False
@@ -44,6 +46,7 @@ MOVES: dict[str, Move] = {
     "reopen": Move(frozenset({"replied", "closed"}), "reopened", "reopened", "reopened", needs_reason=True),
     "merge": Move(OPEN, "merged", "merged", "merged"),
     "withdraw": Move(OPEN, "withdrawn", "withdrawn", "withdrawn"),
+    "extend": Move(deadlines.RUNNING[deadlines.HANDLE], None, "extended", "extended", needs_reason=True),
 }
 
 
@@ -61,6 +64,7 @@ class Request:
     co_units: list[str] = field(default_factory=list)
     text: str | None = None
     into: str | None = None
+    days: int | None = None  # extend: how many days (default: deadlines.extension_max_days)
     # Only this resident's own case (a resident withdrawing by chat).
     openid: str | None = None
 
@@ -72,7 +76,8 @@ class Moved:
     to_status: str
 
 
-_CASE = """SELECT id, number, openid, status, assigned_at FROM cases WHERE number = :number"""
+_CASE = """SELECT id, number, openid, status, assigned_at, created_at, accepted_at, accept_due_at, handle_due_at,
+    extended_at FROM cases WHERE number = :number"""
 
 
 async def _load(tx: Tx, number: str, *, lock: bool):
@@ -95,13 +100,14 @@ async def move(tx: Tx, req: Request, *, clock: Clock, settings: Settings, texts:
         )
     if spec.needs_reason and not (req.reason or "").strip():
         raise MoveRefused(texts("lifecycle.reason_required", action=action_name))
+    target = spec.target or status
     changes, note, notice_values = await _changes(tx, req, case, now=now, settings=settings, texts=texts)
 
     columns = ", ".join(f"{name} = :{name}" for name in changes)
     updated = await tx.run(
         f"UPDATE cases SET status = :to_status, updated_at = :now{', ' if columns else ''}{columns} "
         "WHERE id = :id AND status = :from_status",
-        to_status=spec.target,
+        to_status=target,
         now=tx.ts(now),
         id=case["id"],
         from_status=status,
@@ -109,21 +115,44 @@ async def move(tx: Tx, req: Request, *, clock: Clock, settings: Settings, texts:
     )
     if updated != 1:
         raise MoveRefused(texts("lifecycle.changed", number=req.number))
-    await add_ledger(tx, case["id"], now, req.by, spec.ledger, from_status=status, to_status=spec.target, note=note)
+    await add_ledger(tx, case["id"], now, req.by, spec.ledger, from_status=status, to_status=target, note=note)
+    await _clocks(tx, req.action, case, changes, now=now, settings=settings)
     # A resident acting in the chat sees the answer there; anyone else's move is pushed to them.
     if spec.notice and case["openid"] and req.openid is None:
         notice = texts(f"notice.{spec.notice}", number=req.number, hotline=settings.complaint.hotline, **notice_values)
-        await enqueue_text(tx, clock, case["openid"], notice)
-    return Moved(req.number, status, spec.target)
+        # Outside the customer-service window the notice goes as a template message: it needs these.
+        await enqueue_text(
+            tx,
+            clock,
+            case["openid"],
+            notice,
+            notice=spec.notice,
+            case_number=req.number,
+            status_text=texts(f"status.{target}"),
+        )
+    return Moved(req.number, status, target)
+
+
+async def _clocks(tx: Tx, action: str, case, changes: dict, *, now: datetime, settings: Settings) -> None:
+    """Start or move the handling clock's reminder rows in the move's transaction. Rows of a clock that
+    stopped are retired when they come due (bot/services/deadlines.py)."""
+    if action in ("accept", "extend", "reopen"):
+        due = tx.dt(changes.get("handle_due_at", case["handle_due_at"]))
+        start = tx.dt(changes.get("accepted_at", case["accepted_at"]))
+        if due is not None and start is not None:
+            await deadlines.arm(tx, case["id"], deadlines.HANDLE, start=start, due=due, now=now, settings=settings)
 
 
 async def _changes(tx: Tx, req: Request, case, *, now: datetime, settings: Settings, texts: Texts):
     """The columns a move sets, its ledger note, and the values its notice needs."""
     life = settings.lifecycle
     if req.action == "accept":
-        due = now + timedelta(days=life.handling_days)
+        due = await deadlines.due_after(tx, now, life.handling_days, settings)
         local_due = due.astimezone(settings.tz).strftime("%Y年%m月%d日")
-        return {"accepted_at": tx.ts(now), "handle_due_at": tx.ts(due)}, None, {"due": local_due}
+        columns = {"accepted_at": tx.ts(now), "handle_due_at": tx.ts(due), "deadline_state": "ok"}
+        return columns, None, {"due": local_due}
+    if req.action == "extend":
+        return await _extension(tx, req, case, now=now, settings=settings, texts=texts)
     if req.action == "assign":
         if not (req.unit or "").strip():
             raise MoveRefused(texts("lifecycle.unit_required"))
@@ -149,6 +178,24 @@ async def _changes(tx: Tx, req: Request, case, *, now: datetime, settings: Setti
         await add_ledger(tx, target["id"], now, req.by, "merged_in", note=req.number)
         return {"merged_into": target["number"]}, target["number"], {"into": target["number"]}
     return {}, req.reason, {"reason": req.reason or ""}
+
+
+async def _extension(tx: Tx, req: Request, case, *, now: datetime, settings: Settings, texts: Texts):
+    """The one extension (延期) of the handling time: at most deadlines.extension_max_days, with a reason."""
+    most = settings.deadlines.extension_max_days
+    days = most if req.days is None else req.days
+    if not 1 <= days <= most:
+        raise MoveRefused(texts("lifecycle.extend_days", max=most))
+    if case["extended_at"] is not None:
+        raise MoveRefused(texts("lifecycle.extend_once", number=req.number))
+    old = tx.dt(case["handle_due_at"])
+    if old is None:
+        raise MoveRefused(texts("lifecycle.extend_no_due", number=req.number))
+    due = await deadlines.due_after(tx, old, days, settings)
+    local_due = due.astimezone(settings.tz).strftime("%Y年%m月%d日")
+    columns = {"handle_due_at": tx.ts(due), "extended_at": tx.ts(now), "extension_days": days, "deadline_state": "ok"}
+    note = f"+{days} → {due.astimezone(settings.tz).strftime('%Y-%m-%d %H:%M')}：{req.reason}"
+    return columns, note, {"days": days, "due": local_due, "reason": req.reason}
 
 
 async def _merge_target(tx: Tx, req: Request, case, texts: Texts):

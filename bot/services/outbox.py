@@ -21,11 +21,43 @@ async def enqueue(
     Payloads: "text" {"content"}; "menu" {"head", "options": [[id, label], …], "tail"};
     "template" {"template_id", "data", "url"?}. `not_before` holds the row back, e.g. so a continuation
     does not overtake the passive reply WeChat has not yet shown.
+
+    A "text" or "menu" row goes as a customer-service message while the resident's window is open; otherwise
+    as the template message configured for its notice (settings [push]), which needs the optional payload keys
+    of `template_fields`: "notice" (the kind, e.g. "accepted"), "case_number", "status_text", "url".
     """
     now = clock.now()
     due = max(now, not_before) if not_before else now
     return await tx.val(_ENQUEUE, openid=openid, kind=kind, payload=js(payload), due=tx.ts(due), now=tx.ts(now))
 
 
-async def enqueue_text(tx: Tx, clock: Clock, openid: str, text: str, *, not_before: datetime | None = None) -> int:
-    return await enqueue(tx, clock, openid, "text", {"content": text}, not_before=not_before)
+def template_fields(
+    *,
+    notice: str | None = None,
+    case_number: str | None = None,
+    status_text: str | None = None,
+    url: str | None = None,
+) -> dict:
+    """What a template message needs when the notice cannot go as a customer-service message; unset ones left out."""
+    fields = {"notice": notice, "case_number": case_number, "status_text": status_text, "url": url}
+    return {key: value for key, value in fields.items() if value}
+
+
+async def enqueue_text(
+    tx: Tx,
+    clock: Clock,
+    openid: str,
+    text: str,
+    *,
+    not_before: datetime | None = None,
+    notice: str | None = None,
+    case_number: str | None = None,
+    status_text: str | None = None,
+    url: str | None = None,
+) -> int:
+    """A text; with `case_number` (and `notice`, `status_text`, `url`) it can fall back to a template message."""
+    payload = {
+        "content": text,
+        **template_fields(notice=notice, case_number=case_number, status_text=status_text, url=url),
+    }
+    return await enqueue(tx, clock, openid, "text", payload, not_before=not_before)

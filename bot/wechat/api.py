@@ -11,13 +11,19 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
+from sqlalchemy import or_, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from bot.clock import Clock
 from bot.config import WechatSettings
+from storage.db import Database
+from storage.models import WechatToken
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +37,85 @@ TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
 TOKEN_MARGIN_SECONDS = 300
 # Not WeChat's: an HTTP 4xx without a JSON answer (a wrong base URL, a proxy's page). Not retried in the call.
 HTTP_ERRCODE = -2
+
+
+# While another instance refreshes the shared token, wait for it this many times at most (pauses doubling from
+# TOKEN_WAIT_FIRST_SECONDS), then give up with a retryable -1: never an unbounded wait.
+TOKEN_WAIT_ROUNDS = 12
+TOKEN_WAIT_FIRST_SECONDS = 0.02
+TOKEN_WAIT_MAX_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class StoredToken:
+    token: str
+    refresh_after: datetime  # refreshed from then on …
+    expires_at: datetime  # … and usable until then
+
+
+class TokenStore(Protocol):
+    """Where every instance reads the account's access token; one instance at a time holds the refresh lease."""
+
+    async def load(self) -> StoredToken | None: ...
+
+    async def acquire(self, owner: str, now: datetime, until: datetime) -> bool: ...
+
+    async def save(self, owner: str, token: StoredToken, now: datetime) -> None: ...
+
+    async def release(self, owner: str) -> None: ...
+
+
+class DatabaseTokenStore:
+    """The token as one row of `wechat_tokens` per AppID. The lease is taken with one conditional UPDATE
+    (`WHERE lease_until IS NULL OR lease_until <= now RETURNING`): only one instance wins it."""
+
+    def __init__(self, db: Database, app_id: str):
+        self.db = db
+        self.app_id = app_id
+
+    async def load(self) -> StoredToken | None:
+        t = WechatToken
+        query = select(t.access_token, t.refresh_after, t.expires_at).where(t.app_id == self.app_id)
+        async with self.db.read() as session:
+            row = (await session.execute(query)).first()
+        if row is None or not row.access_token or row.refresh_after is None or row.expires_at is None:
+            return None
+        return StoredToken(row.access_token, row.refresh_after, row.expires_at)
+
+    async def acquire(self, owner: str, now: datetime, until: datetime) -> bool:
+        t = WechatToken
+        insert = sqlite_insert if self.db.is_sqlite else pg_insert
+        take = (
+            update(t)
+            .where(t.app_id == self.app_id, or_(t.lease_until.is_(None), t.lease_until <= now))
+            .values(lease_owner=owner, lease_until=until)
+            .returning(t.app_id)
+        )
+        async with self.db.write() as session:
+            await session.execute(insert(t).values(app_id=self.app_id, updated_at=now).on_conflict_do_nothing())
+            return (await session.execute(take)).first() is not None
+
+    async def save(self, owner: str, token: StoredToken, now: datetime) -> None:
+        t = WechatToken
+        async with self.db.write() as session:
+            await session.execute(
+                update(t)
+                .where(t.app_id == self.app_id, t.lease_owner == owner)
+                .values(
+                    access_token=token.token,
+                    refresh_after=token.refresh_after,
+                    expires_at=token.expires_at,
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=now,
+                )
+            )
+
+    async def release(self, owner: str) -> None:
+        t = WechatToken
+        async with self.db.write() as session:
+            mine = update(t).where(t.app_id == self.app_id, t.lease_owner == owner)
+            await session.execute(mine.values(lease_owner=None, lease_until=None))
 
 
 class WeChatAPIError(Exception):
@@ -61,7 +146,12 @@ class WeChatAPI:
         max_retries: int = 2,
         backoff_base: float = 0.2,
         clock: Clock | None = None,
+        token_store: TokenStore | None = None,
+        owner: str = "frontdoor",
+        token_lease_seconds: float = 60.0,
     ):
+        """Without `token_store` the token lives in this object alone (tests, one-off commands); with one, every
+        instance reads the shared token and only the holder of the store's lease fetches a new one."""
         self.http = http
         self.base_url = base_url.rstrip("/")
         self.app_id = app_id
@@ -72,15 +162,30 @@ class WeChatAPI:
         self.clock = clock or Clock()
         self._token: str | None = None
         self._token_good_until: datetime | None = None
+        self._token_expires_at: datetime | None = None
         self._token_lock = asyncio.Lock()
+        self.token_store = token_store
+        self.owner = owner
+        self.token_lease_seconds = token_lease_seconds
 
     @classmethod
     def from_settings(
-        cls, http: aiohttp.ClientSession, wechat: WechatSettings, clock: Clock, *, base_url: str | None = None
+        cls,
+        http: aiohttp.ClientSession,
+        wechat: WechatSettings,
+        clock: Clock,
+        *,
+        base_url: str | None = None,
+        token_store: TokenStore | None = None,
+        owner: str = "frontdoor",
+        token_lease_seconds: float = 60.0,
     ) -> WeChatAPI:
         """`base_url` overrides wechat.api_base_url (the app passes its own /fake-wechat URL in fake mode)."""
         return cls(
             http,
+            token_store=token_store,
+            owner=owner,
+            token_lease_seconds=token_lease_seconds,
             base_url=base_url or wechat.api_base_url,
             app_id=wechat.app_id,
             app_secret=wechat.app_secret,
@@ -100,7 +205,7 @@ class WeChatAPI:
         async with self._token_lock:
             # Whoever held the lock before us may have fetched one already.
             if not self._token_valid():
-                await self._fetch_token(force_refresh=False)
+                await self._obtain_token(rejected=None)
             return self._token  # type: ignore[return-value]
 
     async def _refresh_rejected(self, rejected: str) -> str:
@@ -108,8 +213,63 @@ class WeChatAPI:
         async with self._token_lock:
             if self._token != rejected and self._token_valid():
                 return self._token  # type: ignore[return-value]
-            await self._fetch_token(force_refresh=True)
+            await self._obtain_token(rejected=rejected)
             return self._token  # type: ignore[return-value]
+
+    async def _obtain_token(self, *, rejected: str | None) -> None:
+        if self.token_store is None:
+            await self._fetch_token(force_refresh=rejected is not None)
+        else:
+            await self._shared_token(self.token_store, rejected)
+
+    def _adopt(self, stored: StoredToken, good_until: datetime | None = None) -> None:
+        self._token = stored.token
+        self._token_good_until = good_until or stored.refresh_after
+
+    async def _shared_token(self, store: TokenStore, rejected: str | None) -> None:
+        """Take the shared token from the store; fetch a new one only while holding the store's lease. Bounded:
+        after TOKEN_WAIT_ROUNDS looks a retryable -1 is raised (the outbox retries the row later)."""
+        pause = TOKEN_WAIT_FIRST_SECONDS
+        for _round in range(TOKEN_WAIT_ROUNDS):
+            now = self.clock.now()
+            stored = await store.load()
+            usable = stored is not None and stored.token != rejected and now < stored.expires_at
+            if usable and now < stored.refresh_after:  # type: ignore[union-attr]
+                self._adopt(stored)  # type: ignore[arg-type]
+                return
+            lease_until = now + timedelta(seconds=self.token_lease_seconds)
+            if await store.acquire(self.owner, now, lease_until):
+                await self._refresh_shared(store, rejected)
+                return
+            if usable:
+                # Another instance is refreshing; the current token still works a while: use it, look again soon.
+                self._adopt(stored, min(stored.expires_at, now + timedelta(seconds=5)))  # type: ignore[arg-type]
+                return
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, TOKEN_WAIT_MAX_SECONDS)
+        raise WeChatAPIError(-1, "access token: another instance is refreshing it; not ready yet")
+
+    async def _refresh_shared(self, store: TokenStore, rejected: str | None) -> None:
+        saved = False
+        try:
+            now = self.clock.now()
+            # Someone may have stored a fresh token between our look and our lease.
+            stored = await store.load()
+            if stored is not None and stored.token != rejected and now < stored.refresh_after:
+                self._adopt(stored)
+                return
+            force = rejected is not None and (stored is None or stored.token == rejected)
+            await self._fetch_token(force_refresh=force)
+            fresh = StoredToken(
+                self._token,  # type: ignore[arg-type]
+                self._token_good_until,  # type: ignore[arg-type]
+                self._token_expires_at,  # type: ignore[arg-type]
+            )
+            await store.save(self.owner, fresh, self.clock.now())
+            saved = True
+        finally:
+            if not saved:
+                await store.release(self.owner)
 
     async def _fetch_token(self, *, force_refresh: bool) -> None:
         # stable_token, unlike cgi-bin/token, does not rotate a still-valid token that another instance uses.
@@ -123,8 +283,10 @@ class WeChatAPI:
         expires_in = int(data["expires_in"])
         # A short-lived token (a test setting) still gets half its life rather than none.
         keep = max(expires_in - TOKEN_MARGIN_SECONDS, expires_in // 2)
+        now = self.clock.now()
         self._token = data["access_token"]
-        self._token_good_until = self.clock.now() + timedelta(seconds=keep)
+        self._token_good_until = now + timedelta(seconds=keep)
+        self._token_expires_at = now + timedelta(seconds=expires_in)
         log.info("wechat access token fetched", extra={"force_refresh": force_refresh, "expires_in": expires_in})
 
     # --- transport ----------------------------------------------------------------------------------------
