@@ -200,8 +200,13 @@ class Generator:
         self.dialogs_in_window = 0
         self.replies = 0
 
+    def _openid(self, index: int, cycle: int) -> str:
+        """Each dialog is filed by a new resident in this slot: one resident filing the same matter again and
+        again would (rightly) be asked whether it belongs to their earlier case."""
+        return f"{self.openids[index]}_{cycle}"
+
     def _cycle(self, index: int, cycle: int) -> list[Request]:
-        openid = self.openids[index]
+        openid = self._openid(index, cycle)
         return [self.wire.sign(openid, text) for text in self.script.messages(self.args.first + index, cycle)]
 
     def presign(self) -> None:
@@ -306,7 +311,8 @@ class Generator:
                     continue
                 # Out of step (an error, a timeout, a reply for another step): start over cleanly.
                 self.signed_inline += 1
-                in_window, outcome = await self._send(http, self.wire.sign(self.openids[index], "取消"), window)
+                cancel = self.wire.sign(self._openid(index, cycle - 1), "取消")
+                in_window, outcome = await self._send(http, cancel, window)
                 if self._tally(in_window, outcome) and in_window:
                     self.ok += 1
                 break

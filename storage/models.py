@@ -79,6 +79,11 @@ class CaseCounter(Base):
 
 class Case(Base):
     __tablename__ = "cases"
+    # Repeat detection at intake looks up open cases of a category at one address or one spot on the map.
+    __table_args__ = (
+        Index("ix_cases_category_place", "category", "place_label"),
+        Index("ix_cases_category_latitude", "category", "latitude"),
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
     openid: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)

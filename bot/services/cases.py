@@ -219,26 +219,30 @@ async def similar_own(tx: Tx, openid: str, category: str, *, now: datetime, with
 NEARBY_DEGREES = 0.001
 
 
+_ELSEWHERE = (
+    "SELECT number, id FROM cases WHERE category = :category AND {where} AND (openid IS NULL OR openid <> :openid) "
+    f"AND status IN {_OPEN_SQL} AND created_at >= :since ORDER BY id DESC LIMIT :limit"
+)
+
+
 async def similar_elsewhere(
     tx: Tx, new: NewComplaint, *, now: datetime, within: timedelta, limit: int = 5
 ) -> list[str]:
-    """Other residents' open cases of the same category at the same place: for staff to link or merge."""
-    rows = await tx.all(
-        f"SELECT number FROM cases WHERE (openid IS NULL OR openid <> :openid) AND category = :category "
-        f"AND status IN {_OPEN_SQL} AND created_at >= :since AND (place_label = :label "
-        "OR (latitude BETWEEN :lat_lo AND :lat_hi AND longitude BETWEEN :lng_lo AND :lng_hi)) "
-        "ORDER BY id DESC LIMIT :limit",
-        openid=new.openid,
-        category=new.category,
-        since=tx.ts(now - within),
-        label=new.place_label,
-        lat_lo=(new.latitude or 999) - NEARBY_DEGREES,
-        lat_hi=(new.latitude or 999) + NEARBY_DEGREES,
-        lng_lo=(new.longitude or 999) - NEARBY_DEGREES,
-        lng_hi=(new.longitude or 999) + NEARBY_DEGREES,
-        limit=limit,
-    )
-    return [r["number"] for r in rows]
+    """Other residents' open cases of the same category at the same place (same address, or pinned within
+    about a hundred metres): for staff to link or merge. Two indexed lookups rather than one OR."""
+    common = {"category": new.category, "openid": new.openid, "since": tx.ts(now - within), "limit": limit}
+    rows = list(await tx.all(_ELSEWHERE.format(where="place_label = :label"), label=new.place_label, **common))
+    if new.latitude is not None and new.longitude is not None:
+        rows += await tx.all(
+            _ELSEWHERE.format(where="latitude BETWEEN :lat_lo AND :lat_hi AND longitude BETWEEN :lng_lo AND :lng_hi"),
+            lat_lo=new.latitude - NEARBY_DEGREES,
+            lat_hi=new.latitude + NEARBY_DEGREES,
+            lng_lo=new.longitude - NEARBY_DEGREES,
+            lng_hi=new.longitude + NEARBY_DEGREES,
+            **common,
+        )
+    newest_first = sorted({r["id"]: r["number"] for r in rows}.items(), reverse=True)
+    return [number for _id, number in newest_first][:limit]
 
 
 async def add_to_case(tx: Tx, number: str, openid: str, *, text: str, photos: list[str], now: datetime) -> bool:
