@@ -13,6 +13,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from bot.clock import Clock
 from bot.config import Settings
 from bot.intake import Intake
+from bot.media import MediaWorker
 from bot.notify import OutboxWorker
 from bot.router import route
 from bot.texts import Texts
@@ -31,6 +32,7 @@ INTAKE = web.AppKey("intake", Intake)
 API = web.AppKey("api", WeChatAPI)
 FAKE = web.AppKey("fake", FakeWeChat)
 OUTBOX = web.AppKey("outbox", OutboxWorker)
+MEDIA = web.AppKey("media", MediaWorker)
 
 FAKE_PREFIX = "/fake-wechat"
 
@@ -96,7 +98,9 @@ def build_app(
                 owner=owner,
                 token_lease_seconds=settings.push.token_lease_seconds,
             )
-            app[OUTBOX] = OutboxWorker(db, app[API], clock, settings.outbox, owner, push=settings.push, texts=texts)
+            app[OUTBOX] = OutboxWorker(store, app[API], clock, settings.outbox, owner, push=settings.push, texts=texts)
+            # Photos and voice of cases, fetched from WeChat before they expire (bot/media.py).
+            app[MEDIA] = MediaWorker(store, app[API], clock, settings.media, owner)
             yield
 
     async def scheduler(app: web.Application):
@@ -109,6 +113,9 @@ def build_app(
             max_instances=1,
             coalesce=True,
             id="outbox",
+        )
+        sched.add_job(
+            app[MEDIA].tick, "interval", seconds=settings.media.tick_seconds, max_instances=1, coalesce=True, id="media"
         )
         # Deadline reminders: durable rows in the database, claimed with a lease (bot/services/deadlines.py).
         from bot.services.deadlines import DeadlineWorker

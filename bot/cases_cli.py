@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from bot.config import Settings
-from bot.services import cases, drafts
+from bot.services import cases, drafts, media
 from bot.services.cases import Case
 from bot.texts import Texts
 from storage.fast import Tx, open_store
@@ -36,6 +36,8 @@ def case_dict(case: Case, *, with_events: bool = False) -> dict:
         "number": case.number,
         "status": case.status,
         "category": case.category,
+        "tier": case.tier,
+        "lead_unit": case.lead_unit,
         "place": case.place_label,
         "latitude": case.latitude,
         "longitude": case.longitude,
@@ -92,12 +94,13 @@ async def list_cases(settings: Settings, texts: Texts, *, status: str | None, as
 async def show_case(settings: Settings, texts: Texts, number: str, *, as_json: bool) -> int:
     async with reading(settings) as tx:
         case = await cases.get(tx, cases.find_number(number, settings.complaint.case_number_prefix) or number)
+        files = [] if case is None else await media.for_case(tx, case.id)
     if case is None:
         print(texts("cli.case_not_found", number=number), file=sys.stderr)
         return 1
     data = case_dict(case, with_events=True)
     if as_json:
-        return print_json(data)
+        return print_json({**data, "files": [_file_dict(f) for f in files]})
     shown = {
         **data,
         "status": texts(f"status.{case.status}"),
@@ -114,7 +117,44 @@ async def show_case(settings: Settings, texts: Texts, number: str, *, as_json: b
         )
         actor = texts(f"actor.{e.actor}") if texts.has(f"actor.{e.actor}") else e.actor
         print(f"  {_local(settings, e.at)}  {actor}  {texts(f'ledger.{e.action}')}  {moves}  {e.note or ''}")
+    _print_files(texts, files)
     return 0
+
+
+def _file_dict(f: media.MediaFile) -> dict:
+    return {
+        "kind": f.kind,
+        "media_id": f.media_id,
+        "status": f.status,
+        "path": f.path,
+        "size": f.size,
+        "content_type": f.content_type,
+        "sha256": f.sha256,
+        "attempts": f.attempts,
+        "last_error": f.last_error,
+        "fetched_at": f.fetched_at.isoformat() if f.fetched_at else None,
+    }
+
+
+def _print_files(texts: Texts, files: list[media.MediaFile]) -> None:
+    """Where the case's photos and voice are stored (or why they are not)."""
+    print(texts("cli.media.files"))
+    for f in files:
+        kind = texts(f"cli.media.kind_{f.kind}")
+        print(
+            texts(
+                f"cli.media.{f.status}",
+                kind=kind,
+                path=f.path,
+                size=f.size,
+                content_type=f.content_type,
+                sha256=f.sha256,
+                attempts=f.attempts,
+                error=f.last_error or "",
+            )
+        )
+    if not files:
+        print(texts("cli.media.no_files"))
 
 
 async def list_drafts(settings: Settings, texts: Texts, *, human_only: bool, as_json: bool) -> int:
@@ -186,4 +226,37 @@ async def act(settings: Settings, texts: Texts, action: str, number: str, **opti
             after=texts(f"status.{moved.to_status}"),
         )
     )
+    return 0
+
+
+async def route_or_tier(
+    settings: Settings, texts: Texts, action: str, number: str, *, by: str, tier: str | None
+) -> int:
+    """`frontdoor cases route NUMBER` (分流 by the rules) or `cases tier NUMBER 难事` (三事分解 by hand)."""
+    from bot.clock import Clock
+    from bot.services import lifecycle, routing
+
+    number = cases.find_number(number, settings.complaint.case_number_prefix) or number
+    store = open_store(settings.database.url, pool_size=1)
+    try:
+        async with store.write() as tx:
+            if action == "route":
+                moved = await routing.route(tx, number, by=by, clock=Clock(), settings=settings, texts=texts)
+                message = texts(
+                    "cli.moved",
+                    number=number,
+                    before=texts(f"status.{moved.from_status}"),
+                    after=texts(f"status.{moved.to_status}"),
+                )
+            else:
+                pool = await routing.set_tier(
+                    tx, number, tier or "", by=by, clock=Clock(), settings=settings, texts=texts
+                )
+                message = texts("cli.tiered", number=number, tier=tier, pool=pool)
+    except lifecycle.MoveRefused as exc:
+        print(str(exc), file=sys.stderr)
+        return 1
+    finally:
+        await store.close()
+    print(message)
     return 0

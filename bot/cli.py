@@ -90,6 +90,14 @@ def cmd_cases(args) -> int:
     settings = _settings(args)
     if not _database_ready(settings, _texts(settings)):
         return 2
+    if args.action in ("route", "tier"):
+        from bot.cases_cli import route_or_tier
+
+        return asyncio.run(
+            route_or_tier(
+                settings, _texts(settings), args.action, args.number, by=args.by, tier=getattr(args, "tier", None)
+            )
+        )
     if args.action not in ("list", "show"):
         from bot.cases_cli import act
 
@@ -198,7 +206,17 @@ def parser() -> argparse.ArgumentParser:
         step.add_argument("--text", help="reply: the answer to the resident")
         step.add_argument("--into", help="merge: the case number to merge into")
         step.add_argument("--days", type=int, help="extend: days added (default deadlines.extension_max_days)")
+    route = cases_sub.add_parser("route", help="分流: assign to the lead unit the routing rules give its category")
+    route.add_argument("number")
+    route.add_argument("--by", required=True)
+    tier = cases_sub.add_parser("tier", help="三事分解: set the tier (小事 / 民事 / 难事) by hand")
+    tier.add_argument("number")
+    tier.add_argument("tier")
+    tier.add_argument("--by", required=True)
     cases.set_defaults(func=cmd_cases)
+    from bot.dispatch_cli import register as register_dispatch
+
+    register_dispatch(cases_sub, sub)  # 吹哨报到: cases summon|checkin, dispatch list
 
     drafts = sub.add_parser("drafts", help="unfinished dialogs, e.g. residents waiting for a person (人工)")
     drafts.add_argument("action", choices=["list"])

@@ -103,6 +103,32 @@ class LifecycleSettings:
 
 
 @dataclass(frozen=True)
+class RoutingSettings:
+    # 分流: "category=lead unit" — where a case of that category goes when routed by the rules.
+    units: tuple[str, ...] = (
+        "物业与停车=街道办事处",
+        "邻里纠纷=社区居委会",
+        "土地与征收=自然资源局",
+        "房屋损坏=住房和城乡建设局",
+        "环境与噪音=生态环境局",
+        "其他=信访局",
+    )
+    # 三事分解: "category=tier" (小事 / 民事 / 难事) and "tier=the pool of handlers" it goes to.
+    tiers: tuple[str, ...] = (
+        "物业与停车=民事",
+        "邻里纠纷=小事",
+        "土地与征收=难事",
+        "房屋损坏=民事",
+        "环境与噪音=小事",
+        "其他=民事",
+    )
+    pools: tuple[str, ...] = ("小事=法律明白人", "民事=法律顾问", "难事=司法机构")
+
+    def table(self, name: str) -> dict[str, str]:
+        return dict(item.split("=", 1) for item in getattr(self, name))
+
+
+@dataclass(frozen=True)
 class DeadlinesSettings:
     # natural: calendar days; working: days the calendar (frontdoor calendar import) says are working days.
     day_kind: str = "natural"
@@ -117,6 +143,21 @@ class DeadlinesSettings:
     lease_seconds: int = 60
 
 
+URGENCIES = ("蓝", "黄", "红")
+
+
+@dataclass(frozen=True)
+class DispatchSettings:
+    # 街道吹哨、部门报到: a summoned unit checks in within this many minutes (often 30) …
+    checkin_minutes: int = 30
+    # … or, for an urgency grade (蓝 / 黄 / 红), "grade=minutes", e.g. "红=15".
+    urgency_minutes: tuple[str, ...] = ()
+
+    def minutes_for(self, urgency: str) -> int:
+        table = {k.strip(): int(v) for k, v in (entry.split("=", 1) for entry in self.urgency_minutes)}
+        return table.get(urgency, self.checkin_minutes)
+
+
 @dataclass(frozen=True)
 class OutboxSettings:
     tick_seconds: float = 1.0
@@ -124,6 +165,20 @@ class OutboxSettings:
     lease_seconds: int = 60
     max_attempts: int = 8
     backoff_base_seconds: float = 5.0
+
+
+@dataclass(frozen=True)
+class MediaSettings:
+    # Photos, voice and video of a case, fetched from WeChat (which keeps them 3 days) by bot/media.py.
+    store_dir: str = "data/media"
+    tick_seconds: float = 5.0
+    batch_size: int = 10
+    # Retryable failures (busy, timeouts) before giving up; expired media (40007) fails at once.
+    max_attempts: int = 10
+    # Retry after 30 s, 60 s, 120 s … (capped at an hour).
+    backoff_base_seconds: float = 30.0
+    # A claim older than this is taken over (the downloader died); must exceed the slowest download.
+    lease_seconds: int = 120
 
 
 @dataclass(frozen=True)
@@ -180,9 +235,12 @@ class Settings:
     dialog: DialogSettings = field(default_factory=DialogSettings)
     complaint: ComplaintSettings = field(default_factory=ComplaintSettings)
     lifecycle: LifecycleSettings = field(default_factory=LifecycleSettings)
+    routing: RoutingSettings = field(default_factory=RoutingSettings)
     deadlines: DeadlinesSettings = field(default_factory=DeadlinesSettings)
+    dispatch: DispatchSettings = field(default_factory=DispatchSettings)
     outbox: OutboxSettings = field(default_factory=OutboxSettings)
     push: PushSettings = field(default_factory=PushSettings)
+    media: MediaSettings = field(default_factory=MediaSettings)
     fake_wechat: FakeWechatSettings = field(default_factory=FakeWechatSettings)
     texts: TextsSettings = field(default_factory=TextsSettings)
 
@@ -336,6 +394,15 @@ def validate(s: Settings) -> None:
         raise ConfigError("setting complaint.categories: at least one category")
     if s.dialog.idle_timeout_minutes < 1:
         raise ConfigError("setting dialog.idle_timeout_minutes: must be at least 1")
+    for name in ("units", "tiers", "pools"):
+        for item in getattr(s.routing, name):
+            key, _, value = item.partition("=")
+            if not key.strip() or not value.strip():
+                raise ConfigError(f"setting routing.{name}: {item!r} is not of the form key=value")
+    pools = s.routing.table("pools")
+    for category, tier in s.routing.table("tiers").items():
+        if tier not in pools:
+            raise ConfigError(f"setting routing.tiers: tier {tier!r} of {category!r} has no entry in routing.pools")
     if s.lifecycle.handling_days < 1 or s.lifecycle.return_window_hours < 0:
         raise ConfigError("setting lifecycle.handling_days: must be at least 1 (and return_window_hours ≥ 0)")
     if s.dialog.draft_retention_days < 1:
@@ -343,6 +410,7 @@ def validate(s: Settings) -> None:
     if s.dialog.max_failed_tries < 1:
         raise ConfigError("setting dialog.max_failed_tries: must be at least 1")
     _validate_deadlines(s.deadlines)
+    _validate_dispatch(s.dispatch)
     worst_send = s.wechat.api_timeout_seconds * (s.wechat.api_max_retries + 1) * 2
     if s.outbox.lease_seconds <= worst_send:
         raise ConfigError(
@@ -352,6 +420,7 @@ def validate(s: Settings) -> None:
     if s.texts.override_file and not Path(s.texts.override_file).is_file():
         raise ConfigError(f"setting texts.override_file: file {s.texts.override_file!r} not found")
     _validate_push(s)
+    _validate_media(s)
 
 
 def _validate_deadlines(d: DeadlinesSettings) -> None:
@@ -369,6 +438,23 @@ def _validate_deadlines(d: DeadlinesSettings) -> None:
         raise ConfigError("setting deadlines.batch_size: must be at least 1")
     if d.lease_seconds < 5:
         raise ConfigError("setting deadlines.lease_seconds: must be at least 5")
+
+
+def _validate_dispatch(d: DispatchSettings) -> None:
+    if d.checkin_minutes < 1:
+        raise ConfigError(f"setting dispatch.checkin_minutes: must be at least 1, got {d.checkin_minutes}")
+    seen = set()
+    for entry in d.urgency_minutes:
+        grade, _, minutes = entry.partition("=")
+        grade = grade.strip()
+        if grade not in URGENCIES or not minutes.strip().isdigit() or int(minutes) < 1:
+            raise ConfigError(
+                f"setting dispatch.urgency_minutes: entries are grade=minutes (grade 蓝, 黄 or 红; minutes ≥ 1), "
+                f"got {entry!r}"
+            )
+        if grade in seen:
+            raise ConfigError(f"setting dispatch.urgency_minutes: {grade} given twice")
+        seen.add(grade)
 
 
 def _validate_push(s: Settings) -> None:
@@ -396,4 +482,24 @@ def _validate_push(s: Settings) -> None:
         raise ConfigError(
             f"setting push.token_lease_seconds: must exceed the slowest token fetch ({worst_fetch:.0f} s = "
             "api_timeout_seconds × (api_max_retries + 1))"
+        )
+
+
+def _validate_media(s: Settings) -> None:
+    m = s.media
+    if not m.store_dir.strip():
+        raise ConfigError("setting media.store_dir: required (the directory media files are stored in)")
+    if m.tick_seconds <= 0:
+        raise ConfigError("setting media.tick_seconds: must be greater than 0")
+    if m.batch_size < 1:
+        raise ConfigError("setting media.batch_size: must be at least 1")
+    if m.max_attempts < 1:
+        raise ConfigError("setting media.max_attempts: must be at least 1")
+    if m.backoff_base_seconds <= 0:
+        raise ConfigError("setting media.backoff_base_seconds: must be greater than 0")
+    worst_fetch = s.wechat.api_timeout_seconds * (s.wechat.api_max_retries + 1) * 2
+    if m.lease_seconds <= worst_fetch:
+        raise ConfigError(
+            f"setting media.lease_seconds: must exceed the slowest possible download ({worst_fetch:.0f} s = "
+            "api_timeout_seconds × (api_max_retries + 1) × 2), or a file could be fetched twice"
         )

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from storage.types import UTCDateTime
@@ -103,6 +103,8 @@ class Case(Base):
     accept_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     # The lifecycle (bot/services/lifecycle.py): who handles it, and when each step happened.
     lead_unit: Mapped[str | None] = mapped_column(String(80), nullable=True, index=True)
+    # 三事分解: 小事 / 民事 / 难事 (or the office's own names), from the category, changed by hand.
+    tier: Mapped[str | None] = mapped_column(String(16), nullable=True)
     co_units: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     handle_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
@@ -167,6 +169,36 @@ class OutboxMessage(Base):
     )
 
 
+class CaseMedia(Base):
+    """A photo, voice or video attached to a case, downloaded from WeChat (media expires after 3 days) into the
+    file store by bot/media.py. Written in the transaction that attaches the media id to the case."""
+
+    __tablename__ = "case_media"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    media_id: Mapped[str] = mapped_column(String(128))
+    kind: Mapped[str] = mapped_column(String(8))  # photo | voice | video
+    # pending → stored | failed (gave up; last_error says why)
+    status: Mapped[str] = mapped_column(String(16))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # Where the file is, once stored.
+    path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    size: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    content_type: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    fetched_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("case_id", "media_id", name="uq_case_media_case_id_media_id"),
+        Index("ix_case_media_due", "status", "next_attempt_at"),
+    )
+
+
 class CalendarDay(Base):
     """The office's working-day calendar: a public holiday, or a weekend made a working day (调休).
     Days not listed follow the week (Monday–Friday work). Maintained with `frontdoor calendar import`."""
@@ -211,3 +243,33 @@ class WechatToken(Base):
     lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class Summons(Base):
+    """Joint dispatch (街道吹哨、部门报到): a unit summoned to a case with an urgency grade (蓝/黄/红) must check in
+    by due_at. The row is also the check-in clock's durable reminder: a scheduler tick claims it with a lease
+    when due_at passes without a check-in, flags it late and escalates (提级督办) once (bot/services/dispatch.py)."""
+
+    __tablename__ = "summons"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"))
+    unit: Mapped[str] = mapped_column(String(80))
+    urgency: Mapped[str] = mapped_column(String(4))  # 蓝 | 黄 | 红
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    summoned_by: Mapped[str] = mapped_column(String(64))
+    summoned_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # waiting → checked_in | retired (the case stopped being handled before the unit came)
+    status: Mapped[str] = mapped_column(String(16))
+    checked_in_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    checked_in_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Past due_at without a check-in, or checked in after it; escalated_at: when 提级督办 was ledgered (once).
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
+    escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (
+        UniqueConstraint("case_id", "unit", name="uq_summons_case_id_unit"),
+        Index("ix_summons_due", "status", "due_at"),
+    )

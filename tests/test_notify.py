@@ -17,7 +17,7 @@ from bot.notify import OutboxWorker
 from bot.services.outbox import enqueue, enqueue_text
 from bot.wechat.api import WeChatAPI
 from bot.wechat.fake import FakeWeChat
-from storage.db import Database
+from storage.fast import Store, open_store
 from storage.models import OutboxMessage
 
 SEND = "message/custom/send"
@@ -42,9 +42,9 @@ async def api(fake, settings, clock):
 
 
 @pytest.fixture
-def make_worker(db, api, clock, settings):
-    def make(owner: str = "worker-1", database: Database | None = None, **outbox) -> OutboxWorker:
-        return OutboxWorker(database or db, api, clock, dataclasses.replace(settings.outbox, **outbox), owner)
+def make_worker(store, api, clock, settings):
+    def make(owner: str = "worker-1", fast: Store | None = None, **outbox) -> OutboxWorker:
+        return OutboxWorker(fast or store, api, clock, dataclasses.replace(settings.outbox, **outbox), owner)
 
     return make
 
@@ -353,10 +353,10 @@ async def test_two_workers_deliver_each_row_exactly_once(db, store, db_url, cloc
         fake.record_inbound(openid, "message")
         expected[openid] = [f"{openid} 第{i}段" for i in range(4)]
         await enqueue_texts(store, clock, openid, *expected[openid])
-    other_db = Database(db_url)  # a second process's engine
+    other_store = open_store(db_url)  # a second process's connections
     try:
         first = make_worker("worker-1", batch_size=7)
-        second = make_worker("worker-2", database=other_db, batch_size=7)
+        second = make_worker("worker-2", fast=other_store, batch_size=7)
         delivered = 0
         for _ in range(20):
             results = await asyncio.gather(first.tick(), second.tick())
@@ -364,7 +364,7 @@ async def test_two_workers_deliver_each_row_exactly_once(db, store, db_url, cloc
             if delivered == 48:
                 break
     finally:
-        await other_db.dispose()
+        await other_store.close()
     assert delivered == 48
     assert len(fake.sent) == 48
     for openid, texts in expected.items():

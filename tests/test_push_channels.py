@@ -42,7 +42,7 @@ async def fake_url(fake):
 
 
 @pytest.fixture
-async def make_worker(db, fake_url, clock, settings):
+async def make_worker(db, store, fake_url, clock, settings):
     """Workers as separate instances would have them: each its own HTTP session and WeChatAPI, one database."""
     async with AsyncExitStack() as stack:
 
@@ -53,7 +53,7 @@ async def make_worker(db, fake_url, clock, settings):
                 http, wechat, clock, base_url=fake_url, token_store=DatabaseTokenStore(db, wechat.app_id), owner=owner
             )
             push_settings = dataclasses.replace(settings.push, templates=templates, **push)
-            return OutboxWorker(db, api, clock, settings.outbox, owner, push=push_settings)
+            return OutboxWorker(store, api, clock, settings.outbox, owner, push=push_settings)
 
         yield make
 

@@ -7,7 +7,7 @@ from datetime import timedelta
 from bot.context import Ctx
 from bot.dialogs.engine import Dialog, Step
 from bot.dialogs.fields import ChoiceField, Invalid, NarrativeField, PhoneField, PlaceField
-from bot.services import cases, drafts
+from bot.services import cases, drafts, routing
 from bot.services.drafts import Draft
 
 # A complaint like one the resident filed this recently may be the same matter.
@@ -56,6 +56,7 @@ async def submit(ctx: Ctx, draft: Draft) -> str:
         acceptance_days=settings.acceptance_days,
         asked_for_staff=draft.needs_human,
         related=[own.number, *related] if own else related,
+        tier=routing.tier_for(ctx.settings, new.category),
     )
     return ctx.texts("complaint.submitted", number=number, days=settings.acceptance_days)
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
+from bot.services import media
 from storage.fast import Tx, js, unjs
 
 PENDING = "pending"
@@ -58,6 +59,8 @@ class Case:
     status: str
     created_at: datetime
     accept_due_at: datetime | None
+    tier: str | None = None
+    lead_unit: str | None = None
     events: list[LedgerEntry] = field(default_factory=list)
 
 
@@ -75,9 +78,9 @@ async def next_number(tx: Tx, prefix: str, local_day: str) -> str:
 
 _INSERT_CASE = """
 INSERT INTO cases (number, openid, category, place_label, latitude, longitude, description, photo_media_ids,
-    voice_media_ids, video_media_ids, links, contact_phone, status, created_at, updated_at, accept_due_at)
+    voice_media_ids, video_media_ids, links, contact_phone, status, created_at, updated_at, accept_due_at, tier)
 VALUES (:number, :openid, :category, :place_label, :latitude, :longitude, :description, :photos, :voices,
-    :videos, :links, :phone, :status, :now, :now, :accept_due_at)
+    :videos, :links, :phone, :status, :now, :now, :accept_due_at, :tier)
 RETURNING id"""
 _INSERT_EVENT = """
 INSERT INTO case_events (case_id, at, actor, action, from_status, to_status, note)
@@ -118,6 +121,7 @@ async def submit_complaint(
     acceptance_days: int,
     asked_for_staff: bool = False,
     related: list[str] = (),
+    tier: str | None = None,
 ) -> str:
     """Store the complaint as a pending case with its first ledger entry; its number. A resident who asked
     for a person (人工) while filing has that on the ledger, where staff see it."""
@@ -139,8 +143,13 @@ async def submit_complaint(
         status=PENDING,
         now=tx.ts(now),
         accept_due_at=tx.ts(now + timedelta(days=acceptance_days)),
+        tier=tier,
     )
     await add_ledger(tx, case_id, now, "resident", "submitted", to_status=PENDING)
+    # WeChat keeps media for 3 days: the files are fetched into the store (bot/media.py).
+    await media.enqueue(tx, case_id, "photo", new.photo_media_ids, now=now)
+    await media.enqueue(tx, case_id, "voice", new.voice_media_ids, now=now)
+    await media.enqueue(tx, case_id, "video", new.video_media_ids, now=now)
     if asked_for_staff:
         await add_ledger(tx, case_id, now, "resident", "human_requested")
     if related:  # perhaps the same matter: a link for staff, who decide whether to merge
@@ -185,6 +194,7 @@ async def add_photo_to_recent(tx: Tx, openid: str, media_id: str, *, now: dateti
         id=row["id"],
     )
     await add_ledger(tx, row["id"], now, "resident", "photo_added")
+    await media.enqueue(tx, row["id"], "photo", [media_id], now=now)
     return row["number"]
 
 
@@ -263,6 +273,7 @@ async def add_to_case(tx: Tx, number: str, openid: str, *, text: str, photos: li
             now=tx.ts(now),
             id=row["id"],
         )
+        await media.enqueue(tx, row["id"], "photo", photos, now=now)
     await add_ledger(tx, row["id"], now, "resident", "resident_note", note=text)
     return True
 
@@ -295,7 +306,7 @@ async def rate(tx: Tx, number: str, openid: str, *, score: int, label: str, comm
 
 
 _CASE_COLUMNS = """id, number, openid, category, place_label, latitude, longitude, description, photo_media_ids,
-    voice_media_ids, video_media_ids, links, contact_phone, status, created_at, accept_due_at"""
+    voice_media_ids, video_media_ids, links, contact_phone, status, created_at, accept_due_at, tier, lead_unit"""
 
 
 def _case(tx: Tx, row) -> Case:
@@ -316,6 +327,8 @@ def _case(tx: Tx, row) -> Case:
         status=row["status"],
         created_at=tx.dt(row["created_at"]),
         accept_due_at=tx.dt(row["accept_due_at"]),
+        tier=row["tier"],
+        lead_unit=row["lead_unit"],
     )
 
 

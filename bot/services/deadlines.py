@@ -11,6 +11,9 @@ BEGIN IMMEDIATE), then fires each in its own transaction that also marks it done
 holds the claim. So two instances, or a restart after a crash mid-tick, neither lose nor double a reminder:
 a crashed worker's lease runs out and another worker takes the row. A row whose clock stopped (accepted,
 refused, closed, withdrawn, merged …) or moved (extension) is marked obsolete instead of fired.
+
+The joint-dispatch check-in clock (bot/services/dispatch.py) keeps its reminder in the summons row itself
+(one per summoned unit) and is fired by the same tick, with the same claim-lease-fire pattern.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 from bot.clock import Clock
 from bot.config import Settings
+from bot.services import dispatch
 from bot.services.calendar import add_days
 from bot.services.cases import add_ledger
 from storage.fast import Store, Tx
@@ -188,7 +192,8 @@ class DeadlineWorker:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
     async def tick(self) -> int:
-        """Arm clocks that have no rows yet, then fire due reminders; how many fired (obsolete ones not counted)."""
+        """Arm clocks that have no rows yet, then fire due reminders, then flag late joint-dispatch check-ins;
+        how many fired (obsolete and retired ones not counted)."""
         d = self.settings.deadlines
         try:
             async with self.store.write() as tx:
@@ -205,7 +210,8 @@ class DeadlineWorker:
                         done = await fire(tx, row, owner=self.owner, now=self.clock.now(), settings=self.settings)
                     fired += done == "done"
                 if len(rows) < d.batch_size:
-                    return fired
+                    # The joint-dispatch check-in clock (bot/services/dispatch.py): late units flagged, escalated.
+                    return fired + await dispatch.tick(self.store, self.clock, self.settings, owner=self.owner)
         except Exception:
             log.exception("deadline tick failed")  # the rows stay; the next tick (or another instance) retries
             raise
