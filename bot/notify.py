@@ -74,6 +74,11 @@ _CLAIM_LOCK_KEY = 0x6F7574626F78  # "outbox"
 # Outcomes are written in one transaction per this many seconds of sending (and once more when the tick's
 # sends are through), so a process that dies mid-tick leaves only that much sent-but-unrecorded behind.
 FLUSH_SECONDS = 0.02
+# A tick claims more rows as sends complete, so that about batch_size are in flight, for this many seconds
+# (then it lets the sends under way finish and ends, so the scheduler's next tick comes): a refill whenever
+# this fraction of batch_size has completed.
+REFILL_SECONDS = 0.5
+REFILL_FRACTION = 0.4
 
 _ANYTHING_DUE = "SELECT id FROM outbox WHERE status = 'pending' AND next_attempt_at <= :now LIMIT 1"
 # What a claim leases, as one statement: the first :limit due, unleased rows by id that no earlier row of the
@@ -186,6 +191,26 @@ class _Tick:
     writes: list[tuple] = field(default_factory=list)
     # Set when a flush failed: chains stop sending, as nothing more would be recorded.
     broken: bool = False
+    # Claimed rows not yet sent, released or given up on: a refill claims at most batch_size minus these.
+    unfinished: int = 0
+    # Chains still running; `tick` waits on `wake`, set once unfinished falls to wake_at or no chain is left.
+    chains: int = 0
+    wake_at: int = 0
+    wake: asyncio.Future | None = None
+
+    def wake_up(self) -> None:
+        if self.wake is not None and not self.wake.done():
+            self.wake.set_result(None)
+
+    def row_done(self, rows: int = 1) -> None:
+        self.unfinished -= rows
+        if self.unfinished <= self.wake_at:
+            self.wake_up()
+
+    def chain_done(self, _chain: asyncio.Future) -> None:
+        self.chains -= 1
+        if not self.chains:
+            self.wake_up()
 
 
 class OutboxWorker:
@@ -209,32 +234,85 @@ class OutboxWorker:
         self.texts = texts or Texts()
 
     async def tick(self) -> int:
-        """Deliver what is due; the number of messages sent."""
+        """Deliver what is due; the number of messages sent.
+
+        Keeps about batch_size sends in flight: as sends complete, more due rows are claimed (REFILL_SECONDS,
+        REFILL_FRACTION), until a claim comes back short (then again only after the next flush, which may
+        free a resident's next row) or the tick's budget is spent; then the sends under way finish."""
         if not await self._anything_due():
             return 0  # a read: an idle tick must not take the write lock every second
-        rows, windows = await self._claim()
+        limit = self.settings.batch_size
+        rows, windows = await self._claim(limit)
         if not rows:
             return 0
-        per_resident: dict[str, list[_Row]] = {}
-        for row in rows:
-            per_resident.setdefault(row.openid, []).append(row)
         state = _Tick(windows)
         config_failures: list[tuple[_Row, _Outcome]] = []
-        chains = [
-            asyncio.ensure_future(self._deliver_in_order(chain, state, config_failures))
-            for chain in per_resident.values()
-        ]
+        chains: list[asyncio.Future[int]] = []
+
+        def start(claimed: list[_Row]) -> None:
+            per_resident: dict[str, list[_Row]] = {}
+            for row in claimed:
+                per_resident.setdefault(row.openid, []).append(row)
+            state.unfinished += len(claimed)
+            for chain_rows in per_resident.values():
+                chain = asyncio.ensure_future(self._deliver_in_order(chain_rows, state, config_failures))
+                chain.add_done_callback(state.chain_done)
+                chains.append(chain)
+            state.chains += len(per_resident)
+
+        start(rows)
+        loop = asyncio.get_running_loop()
+        last_flush = loop.time()
+        refill_until = last_flush + REFILL_SECONDS
+        # Chains wake the loop below once this many claimed rows are left (or when the last chain ends).
+        state.wake_at = limit - max(1, int(limit * REFILL_FRACTION))
+        # A claim came back short: nothing more is claimable until a flush records rows (or time passes).
+        short = len(rows) < limit
         flush_error: BaseException | None = None
+        claim_error: BaseException | None = None
         try:
-            running = set(chains)
-            while running:
-                # Outcomes go to the database every FLUSH_SECONDS while sends are under way, then once at the end.
-                _done, running = await asyncio.wait(running, timeout=FLUSH_SECONDS)
-                if flush_error is None:
+            while state.chains:
+                refill = not short and not state.broken and claim_error is None and loop.time() < refill_until
+                if not (refill and state.unfinished <= state.wake_at):
+                    # Outcomes go to the database every FLUSH_SECONDS while sends are under way, then once at the
+                    # end; in between, the chains wake us when enough of them are through for a refill.
+                    state.wake = loop.create_future()
+                    timer = loop.call_later(max(0.0, last_flush + FLUSH_SECONDS - loop.time()), state.wake_up)
+                    try:
+                        await state.wake
+                    finally:
+                        timer.cancel()
+                if flush_error is None and (not state.chains or loop.time() - last_flush >= FLUSH_SECONDS):
                     try:
                         await self._flush(state)
                     except Exception as exc:
                         flush_error, state.broken = exc, True
+                    last_flush, short = loop.time(), False
+                free = limit - state.unfinished
+                if (
+                    state.unfinished <= state.wake_at
+                    and not short
+                    and not state.broken
+                    and claim_error is None
+                    and loop.time() < refill_until
+                ):
+                    # Only rows whose earlier rows are recorded can be claimed (the claim's rule), so a refill
+                    # never starts a resident's row while one of its earlier rows is still under way here.
+                    try:
+                        rows, windows = await self._claim(free)
+                    except Exception as exc:
+                        claim_error = exc  # let the sends under way finish and be recorded, then raise
+                        continue
+                    short = len(rows) < free
+                    # Fresh from the database, which holds every count of these residents (a resident's
+                    # counts are flushed with the record of its row, which its next row's claim waited for).
+                    state.windows.update(windows)
+                    start(rows)
+            if flush_error is None:
+                try:
+                    await self._flush(state)  # the last chain may have ended during an await above
+                except Exception as exc:
+                    flush_error = exc
         finally:
             for chain in chains:
                 chain.cancel()  # only those still running: when tick itself is cancelled
@@ -245,21 +323,23 @@ class OutboxWorker:
         errors = [c.exception() for c in chains if c.exception() is not None]
         if errors:
             raise errors[0]
+        if claim_error is not None:
+            raise claim_error
         return sum(c.result() for c in chains)
 
     async def _anything_due(self) -> bool:
         async with self.store.read() as tx:
             return await tx.val(_ANYTHING_DUE, now=tx.ts(self.clock.now())) is not None
 
-    async def _claim(self) -> tuple[list[_Row], dict[str, _Window | None]]:
-        """Lease due rows, and read the windows of their residents, in one short write transaction."""
+    async def _claim(self, limit: int) -> tuple[list[_Row], dict[str, _Window | None]]:
+        """Lease up to `limit` due rows, and read the windows of their residents, in one short write transaction."""
         now = self.clock.now()
         until = now + timedelta(seconds=self.settings.lease_seconds)
         async with self.store.write() as tx:
             # SQLite needs no lock of ours: BEGIN IMMEDIATE already lets one writer in at a time.
             if not tx.is_sqlite:
                 await tx.val("SELECT pg_advisory_xact_lock(:key)", key=_CLAIM_LOCK_KEY)
-            due = await self._due_ids(tx, now)
+            due = await self._due_ids(tx, now, limit)
             if not due:
                 return [], {}
             ids, params = _in_list(due)
@@ -288,10 +368,10 @@ class OutboxWorker:
                     )
         return rows, windows
 
-    async def _due_ids(self, tx: Tx, now: datetime) -> list[int]:
+    async def _due_ids(self, tx: Tx, now: datetime, limit: int) -> list[int]:
         """The ids _CLAIM would lease, through _DUE_UNHELD, widening its window until the answer is exact."""
-        limit = self.settings.batch_size
-        window = max(4 * limit, 200)
+        # The window also covers the rows this tick leased and is still sending (up to batch_size of them).
+        window = max(4 * self.settings.batch_size, 200)
         while True:
             unheld = _DUE_UNHELD.format(lock="" if tx.is_sqlite else _CLAIM_PG_LOCK)
             ids = [r[0] for r in await tx.all(unheld, now=tx.ts(now), window=window, limit=limit)]
@@ -302,21 +382,27 @@ class OutboxWorker:
     async def _deliver_in_order(
         self, rows: list[_Row], state: _Tick, config_failures: list[tuple[_Row, _Outcome]]
     ) -> int:
-        delivered = 0
-        for i, row in enumerate(rows):
-            if state.broken:
-                break  # outcomes can no longer be recorded: the rest waits for its lease to run out
-            outcome = await self._send(row, state)
-            state.writes.append(("record", row, outcome, self.clock.now()))
-            if outcome.config_errcode is not None:
-                config_failures.append((row, outcome))
-            if outcome is SENT:
-                delivered += 1
-            elif outcome.status == "retry":
-                # Later rows of this resident wait until this one is through; they are not attempted now.
-                if rows[i + 1 :]:
-                    state.writes.append(("release", rows[i + 1 :]))
-                break
+        delivered = done = 0
+        try:
+            for i, row in enumerate(rows):
+                if state.broken:
+                    break  # outcomes can no longer be recorded: the rest waits for its lease to run out
+                outcome = await self._send(row, state)
+                done += 1
+                state.row_done()
+                state.writes.append(("record", row, outcome, self.clock.now()))
+                if outcome.config_errcode is not None:
+                    config_failures.append((row, outcome))
+                if outcome is SENT:
+                    delivered += 1
+                elif outcome.status == "retry":
+                    # Later rows of this resident wait until this one is through; they are not attempted now.
+                    if rows[i + 1 :]:
+                        state.writes.append(("release", rows[i + 1 :]))
+                    break
+        finally:
+            if len(rows) > done:
+                state.row_done(len(rows) - done)
         return delivered
 
     async def _send(self, row: _Row, state: _Tick) -> _Outcome:

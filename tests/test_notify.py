@@ -425,3 +425,35 @@ async def test_a_residents_messages_keep_their_order(db, store, clock, fake, mak
     assert contents(fake.sent_to("o-x")) == ["第一段", "第二段", "第三段"]
     rows = await outbox_rows(db)
     assert [row.attempts for row in rows] == [2, 1, 1, 1]
+
+
+async def test_a_tick_refills_as_sends_complete_with_at_most_batch_size_in_flight(
+    db, store, clock, fake, make_worker, monkeypatch
+):
+    # 30 residents, 2 rows each: more due rows than batch_size, and later rows that wait for earlier ones.
+    for r in range(30):
+        fake.record_inbound(f"o-{r}", "message")
+    for r in range(30):
+        await enqueue_texts(store, clock, f"o-{r}", f"o-{r} 第一段")
+    for r in range(30):
+        await enqueue_texts(store, clock, f"o-{r}", f"o-{r} 第二段")
+    fake.add_fault(SEND, delay_seconds=0.02, times=60)
+    worker = make_worker(batch_size=8)
+    in_flight = peak = 0
+    send_text = worker.api.send_text
+
+    async def counting_send_text(openid: str, content: str) -> None:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        try:
+            await send_text(openid, content)
+        finally:
+            in_flight -= 1
+
+    monkeypatch.setattr(worker.api, "send_text", counting_send_text)
+    assert await worker.tick() == 60
+    assert peak == 8
+    for r in range(30):
+        assert contents(fake.sent_to(f"o-{r}")) == [f"o-{r} 第一段", f"o-{r} 第二段"]
+    assert {(row.status, row.attempts) for row in await outbox_rows(db)} == {("sent", 1)}
