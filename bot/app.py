@@ -98,7 +98,17 @@ def build_app(
                 owner=owner,
                 token_lease_seconds=settings.push.token_lease_seconds,
             )
-            app[OUTBOX] = OutboxWorker(store, app[API], clock, settings.outbox, owner, push=settings.push, texts=texts)
+            worst_send = settings.wechat.api_timeout_seconds * (settings.wechat.api_max_retries + 1) * 2
+            app[OUTBOX] = OutboxWorker(
+                store,
+                app[API],
+                clock,
+                settings.outbox,
+                owner,
+                push=settings.push,
+                texts=texts,
+                max_send_seconds=worst_send,
+            )
             # Photos and voice of cases, fetched from WeChat before they expire (bot/media.py).
             app[MEDIA] = MediaWorker(store, app[API], clock, settings.media, owner)
             yield

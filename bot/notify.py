@@ -224,7 +224,11 @@ class OutboxWorker:
         *,
         push: PushSettings | None = None,
         texts: Texts | None = None,
+        max_send_seconds: float = 30.0,
     ):
+        # The longest one send can take (timeouts × tries, a token refresh, a template fallback): a resident's
+        # chain stops before its rows' lease could run out mid-send and let another worker send them too.
+        self.max_send_seconds = max_send_seconds
         self.store = store
         self.api = api
         self.clock = clock
@@ -383,10 +387,15 @@ class OutboxWorker:
         self, rows: list[_Row], state: _Tick, config_failures: list[tuple[_Row, _Outcome]]
     ) -> int:
         delivered = done = 0
+        started = self.clock.now()
         try:
             for i, row in enumerate(rows):
                 if state.broken:
                     break  # outcomes can no longer be recorded: the rest waits for its lease to run out
+                elapsed = (self.clock.now() - started).total_seconds()
+                if i and elapsed + self.max_send_seconds > self.settings.lease_seconds:
+                    state.writes.append(("release", rows[i:]))  # the next tick takes them, under a new lease
+                    break
                 outcome = await self._send(row, state)
                 done += 1
                 state.row_done()

@@ -6,6 +6,7 @@ import json
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
+from bot.app import STORE
 from bot.cli import main
 from bot.wechat import simulator
 from storage.models import Case, DialogState
@@ -533,3 +534,23 @@ async def test_others_reporting_the_same_place_are_linked_for_staff(harness):
     async with harness.db.read() as s:
         case = await s.scalar(select(Case).where(Case.number == second).options(selectinload(Case.events)))
     assert [(e.action, e.note) for e in case.events][-1] == ("possible_repeat", first)
+
+
+async def test_adding_to_an_earlier_case_keeps_voice_and_refuses_a_closed_case(harness):
+    r = harness.resident("o_adds_voice")
+    first = (await file_complaint(r)).split("案件编号：")[1].split("。")[0]
+    for text in ("投诉", "1", "云城街道某某小区3栋"):
+        await r.say(text)
+    await r.voice("v_more", "物业今天又把大门锁了，车都出不去")
+    await r.say("跳过")
+    await r.say("提交")
+    assert "补充到案件" in await r.say("补充")
+    async with harness.db.read() as s:
+        case = await s.scalar(select(Case).where(Case.number == first))
+    assert case.voice_media_ids == ["v_more"]  # the recording went with the words
+    await to_summary(r)
+    assert "反映过类似问题" in await r.say("提交")
+    async with harness.app[STORE].write() as tx:  # closed by staff before the resident answers the offer
+        await tx.run("UPDATE cases SET status = 'closed' WHERE number = :n", n=first)
+    assert "不能再补充" in await r.say("补充")
+    assert "案件编号" in await r.say("提交")

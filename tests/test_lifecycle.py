@@ -113,14 +113,20 @@ async def test_reopen_after_close_and_merge_keeps_both_ledgers(harness):
     await do(harness, "start", first)
     await do(harness, "reply", first, text="已处理")
     await do(harness, "close", first)
+    harness.clock.advance(days=90)  # long after the first handling deadline
     await do(harness, "reopen", first, reason="群众不满意", by="督办科")
-    assert (await case_of(harness, first)).status == "reopened"
+    reopened = await case_of(harness, first)
+    assert reopened.status == "reopened" and reopened.deadline_state == "ok"
+    assert reopened.handle_due_at == harness.clock.now() + timedelta(days=60)  # a fresh handling period
     await do(harness, "merge", second, into=first)
     merged, kept = await case_of(harness, second), await case_of(harness, first)
     assert (merged.status, merged.merged_into) == ("merged", first)
     assert merged.events[-1].action == "merged" and kept.events[-1].action == "merged_in"
     assert kept.events[-1].note == second
-    assert "已合并办理" in (await pushed_after_delivery(harness, "o_second"))[-1]
+    await harness.resident("o_second").say("帮助")  # writing again, months later, reopens their window
+    [told] = [p for p in await pushed_after_delivery(harness, "o_second") if "合并办理" in p]
+    # …without sending them to look up someone else's case, which 查询 would not show them
+    assert f"（案件 {first}）合并办理" in told and "查询" not in told
     with pytest.raises(MoveRefused, match="不能并入"):
         await do(harness, "merge", first, into=second)  # a merged case takes nothing in
 

@@ -457,3 +457,29 @@ async def test_a_tick_refills_as_sends_complete_with_at_most_batch_size_in_fligh
     for r in range(30):
         assert contents(fake.sent_to(f"o-{r}")) == [f"o-{r} 第一段", f"o-{r} 第二段"]
     assert {(row.status, row.attempts) for row in await outbox_rows(db)} == {("sent", 1)}
+
+
+async def test_a_long_chain_stops_before_its_lease_could_run_out(db, store, clock, fake, api, make_worker):
+    """A resident's queued rows share the claim's lease; if sends are slow, the chain hands the rest back (to be
+    claimed again under a new lease) instead of sending a row whose lease may run out mid-send — when another
+    worker could claim and send it too."""
+    fake.record_inbound("o-1", "message")
+    await enqueue_texts(store, clock, "o-1", "第一条", "第二条", "第三条")
+    real_send = api.send_text
+    leases_at_send: list[bool] = []
+
+    async def slow_send(openid, content):
+        async with store.read() as tx:
+            sql = "SELECT lease_until FROM outbox WHERE CAST(payload AS TEXT) LIKE :p"
+            until = tx.dt(await tx.val(sql, p=f"%{content}%"))
+        clock.advance(seconds=40)  # each send takes 40 s of the 60 s lease
+        leases_at_send.append(clock.now() <= until)  # still ours when the send completes?
+        return await real_send(openid, content)
+
+    api.send_text = slow_send
+    worker = make_worker(lease_seconds=60)
+    delivered = 0
+    for _ in range(3):
+        delivered += await worker.tick()
+    assert delivered == 3 and contents(fake.sent) == ["第一条", "第二条", "第三条"]
+    assert leases_at_send == [True, True, True]

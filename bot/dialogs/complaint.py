@@ -58,7 +58,8 @@ async def submit(ctx: Ctx, draft: Draft) -> str:
         related=[own.number, *related] if own else related,
         tier=routing.tier_for(ctx.settings, new.category),
     )
-    return ctx.texts("complaint.submitted", number=number, days=settings.acceptance_days)
+    day_unit = ctx.texts(f"day_unit.{ctx.settings.deadlines.day_kind}")  # 15 working days are not 15 days
+    return ctx.texts("complaint.submitted", number=number, days=settings.acceptance_days, day_unit=day_unit)
 
 
 async def at_summary(ctx: Ctx, draft: Draft, word: str) -> str | None:
@@ -68,10 +69,10 @@ async def at_summary(ctx: Ctx, draft: Draft, word: str) -> str | None:
         return None
     new = _new_complaint(ctx, draft)
     text = f"{new.place_label}：{new.description}" if new.description else new.place_label
-    if not await cases.add_to_case(
-        ctx.tx, number, ctx.openid, text=text, photos=new.photo_media_ids, now=ctx.clock.now()
-    ):
-        return None
+    media_ids = {"photo": new.photo_media_ids, "voice": new.voice_media_ids, "video": new.video_media_ids}
+    if not await cases.add_to_case(ctx.tx, number, ctx.openid, text=text, media_ids=media_ids, now=ctx.clock.now()):
+        draft.data = {k: v for k, v in draft.data.items() if k != REPEAT_OFFERED}
+        return ctx.texts("complaint.repeat_gone", number=number)
     await drafts.discard(ctx.tx, draft)
     return ctx.texts("complaint.added_to_case", number=number)
 

@@ -255,25 +255,33 @@ async def similar_elsewhere(
     return [number for _id, number in newest_first][:limit]
 
 
-async def add_to_case(tx: Tx, number: str, openid: str, *, text: str, photos: list[str], now: datetime) -> bool:
-    """A new report of the same matter, added to the resident's own case instead of opening another."""
+# What a later report adds to a case: the lists it extends, by media kind.
+_MEDIA_COLUMNS = {"photo": "photo_media_ids", "voice": "voice_media_ids", "video": "video_media_ids"}
+
+
+async def add_to_case(
+    tx: Tx, number: str, openid: str, *, text: str, media_ids: dict[str, list[str]], now: datetime
+) -> bool:
+    """A new report of the same matter, added to the resident's own case while it is still open (text on the
+    ledger, photos / voice / video on the case and queued for download). False if it is no longer open."""
     lock = "" if tx.is_sqlite else " FOR UPDATE"
     row = await tx.one(
-        f"SELECT id, photo_media_ids FROM cases WHERE number = :number AND openid = :openid{lock}",
+        f"SELECT id, photo_media_ids, voice_media_ids, video_media_ids FROM cases "
+        f"WHERE number = :number AND openid = :openid AND status IN {_OPEN_SQL}{lock}",
         number=number,
         openid=openid,
     )
     if row is None:
         return False
-    if photos:
-        merged = [*unjs(row["photo_media_ids"]), *photos]
-        await tx.run(
-            "UPDATE cases SET photo_media_ids = :photos, updated_at = :now WHERE id = :id",
-            photos=js(merged),
-            now=tx.ts(now),
-            id=row["id"],
-        )
-        await media.enqueue(tx, row["id"], "photo", photos, now=now)
+    for kind, column in _MEDIA_COLUMNS.items():
+        if ids := media_ids.get(kind):
+            await tx.run(
+                f"UPDATE cases SET {column} = :ids, updated_at = :now WHERE id = :id",
+                ids=js([*unjs(row[column]), *ids]),
+                now=tx.ts(now),
+                id=row["id"],
+            )
+            await media.enqueue(tx, row["id"], kind, ids, now=now)
     await add_ledger(tx, row["id"], now, "resident", "resident_note", note=text)
     return True
 

@@ -138,7 +138,7 @@ async def _clocks(tx: Tx, action: str, case, changes: dict, *, now: datetime, se
     stopped are retired when they come due (bot/services/deadlines.py)."""
     if action in ("accept", "extend", "reopen"):
         due = tx.dt(changes.get("handle_due_at", case["handle_due_at"]))
-        start = tx.dt(changes.get("accepted_at", case["accepted_at"]))
+        start = now if action == "reopen" else tx.dt(changes.get("accepted_at", case["accepted_at"]))
         if due is not None and start is not None:
             await deadlines.arm(tx, case["id"], deadlines.HANDLE, start=start, due=due, now=now, settings=settings)
 
@@ -172,7 +172,11 @@ async def _changes(tx: Tx, req: Request, case, *, now: datetime, settings: Setti
     if req.action == "close":
         return {"closed_at": tx.ts(now)}, req.reason, {}
     if req.action == "reopen":
-        return {"closed_at": None}, req.reason, {"reason": req.reason}
+        # 发回重办 is handled anew: a fresh handling period from now, not the old deadline already passed.
+        due = await deadlines.due_after(tx, now, life.handling_days, settings)
+        local_due = due.astimezone(settings.tz).strftime("%Y年%m月%d日")
+        columns = {"closed_at": None, "handle_due_at": tx.ts(due), "deadline_state": "ok"}
+        return columns, req.reason, {"reason": req.reason, "due": local_due}
     if req.action == "merge":
         target = await _merge_target(tx, req, case, texts)
         await add_ledger(tx, target["id"], now, req.by, "merged_in", note=req.number)
@@ -195,7 +199,8 @@ async def _extension(tx: Tx, req: Request, case, *, now: datetime, settings: Set
     local_due = due.astimezone(settings.tz).strftime("%Y年%m月%d日")
     columns = {"handle_due_at": tx.ts(due), "extended_at": tx.ts(now), "extension_days": days, "deadline_state": "ok"}
     note = f"+{days} → {due.astimezone(settings.tz).strftime('%Y-%m-%d %H:%M')}：{req.reason}"
-    return columns, note, {"days": days, "due": local_due, "reason": req.reason}
+    day_unit = texts(f"day_unit.{settings.deadlines.day_kind}")
+    return columns, note, {"days": days, "due": local_due, "reason": req.reason, "day_unit": day_unit}
 
 
 async def _merge_target(tx: Tx, req: Request, case, texts: Texts):
