@@ -138,7 +138,7 @@ class DialogScript:
             _fixed_start(texts, "complaint.phone_prompt"),  # after the description
             _fixed_start(texts, "dialog.confirm_head"),  # after the phone: the summary
         ]
-        submitted = _fixed_start(texts, "complaint.submitted", number="", days="")
+        submitted = _fixed_start(texts, "complaint.submitted", number="", days="", day_unit="")
         prefix = re.escape(settings.complaint.case_number_prefix)
         self.case_number = re.compile(re.escape(submitted) + rf"({prefix}\d{{8}}-\d{{4,}})")
 
