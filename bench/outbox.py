@@ -32,7 +32,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.cpu import CpuSnapshot, CpuUsage, cpu_usage, process_ticks
-from bench.webhook import BenchError, Processes, _child_env, _pct, _pg_admin, free_port, wait_healthy
+from bench.webhook import BenchError, Processes, _child_env, _pct, _pg_admin, clean_up, free_port, wait_healthy
 from bot.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -538,16 +538,7 @@ def run(args: argparse.Namespace) -> int:
             print(f"warning: the fake did not stop cleanly:\n{procs.log_tail('fake')}", file=sys.stderr)
         return 0 if ok else 1
     finally:
-        procs.stop_all()
-        if pg_name:
-            try:
-                asyncio.run(_pg_admin(args.pg_admin_url, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
-            except Exception as exc:
-                print(f"warning: could not drop database {pg_name}: {exc}", file=sys.stderr)
-        if args.keep:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        clean_up(procs, args, workdir, pg_name)
 
 
 def parser() -> argparse.ArgumentParser:

@@ -552,16 +552,21 @@ def run(args: argparse.Namespace) -> int:
             print(f"py-spy profile of the frontdoor server: {Path(args.py_spy).resolve()}")
         return 0 if once.verdict != "FAIL" else 1
     finally:
-        procs.stop_all()
-        if pg_name:
-            try:
-                asyncio.run(_pg_admin(args.pg_admin_url, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
-            except Exception as exc:
-                print(f"warning: could not drop database {pg_name}: {exc}", file=sys.stderr)
-        if args.keep:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        clean_up(procs, args, workdir, pg_name)
+
+
+def clean_up(procs: Processes, args: argparse.Namespace, workdir: Path, pg_name: str | None) -> None:
+    """Stop what a bench started and remove its database and files (unless --keep)."""
+    procs.stop_all()
+    if pg_name:
+        try:
+            asyncio.run(_pg_admin(args.pg_admin_url, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
+        except Exception as exc:
+            print(f"warning: could not drop database {pg_name}: {exc}", file=sys.stderr)
+    if args.keep:
+        print(f"kept {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def parser() -> argparse.ArgumentParser:

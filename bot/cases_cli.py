@@ -193,6 +193,29 @@ async def list_drafts(settings: Settings, texts: Texts, *, human_only: bool, as_
     return 0
 
 
+async def write_once(settings: Settings, work, refusals: tuple[type[Exception], ...]):
+    """Run `work(tx)` in one write transaction on a store opened just for this command: (0, its result), or
+    (1, None) once a refusal (a move the rules do not allow) has been printed for the operator."""
+    store = open_store(settings.database.url, pool_size=1)
+    try:
+        async with store.write() as tx:
+            return 0, await work(tx)
+    except refusals as exc:
+        print(str(exc), file=sys.stderr)
+        return 1, None
+    finally:
+        await store.close()
+
+
+def moved_line(texts: Texts, moved) -> str:
+    return texts(
+        "cli.moved",
+        number=moved.number,
+        before=texts(f"status.{moved.from_status}"),
+        after=texts(f"status.{moved.to_status}"),
+    )
+
+
 async def act(settings: Settings, texts: Texts, action: str, number: str, **options) -> int:
     """`frontdoor cases accept|refuse|assign|… NUMBER --by OPERATOR …`: one lifecycle move, committed with its
     ledger entry and the resident's notice (delivered by a running server's outbox)."""
@@ -203,30 +226,15 @@ async def act(settings: Settings, texts: Texts, action: str, number: str, **opti
     number = cases.find_number(number, prefix) or number
     if options.get("into"):
         options["into"] = cases.find_number(options["into"], prefix) or options["into"]
-    store = open_store(settings.database.url, pool_size=1)
-    try:
-        async with store.write() as tx:
-            moved = await lifecycle.move(
-                tx,
-                lifecycle.Request(action=action, number=number, **options),
-                clock=Clock(),
-                settings=settings,
-                texts=texts,
-            )
-    except lifecycle.MoveRefused as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    finally:
-        await store.close()
-    print(
-        texts(
-            "cli.moved",
-            number=moved.number,
-            before=texts(f"status.{moved.from_status}"),
-            after=texts(f"status.{moved.to_status}"),
-        )
+    request = lifecycle.Request(action=action, number=number, **options)
+    code, moved = await write_once(
+        settings,
+        lambda tx: lifecycle.move(tx, request, clock=Clock(), settings=settings, texts=texts),
+        (lifecycle.MoveRefused,),
     )
-    return 0
+    if not code:
+        print(moved_line(texts, moved))
+    return code
 
 
 async def route_or_tier(
@@ -237,26 +245,15 @@ async def route_or_tier(
     from bot.services import lifecycle, routing
 
     number = cases.find_number(number, settings.complaint.case_number_prefix) or number
-    store = open_store(settings.database.url, pool_size=1)
-    try:
-        async with store.write() as tx:
-            if action == "route":
-                moved = await routing.route(tx, number, by=by, clock=Clock(), settings=settings, texts=texts)
-                message = texts(
-                    "cli.moved",
-                    number=number,
-                    before=texts(f"status.{moved.from_status}"),
-                    after=texts(f"status.{moved.to_status}"),
-                )
-            else:
-                pool = await routing.set_tier(
-                    tx, number, tier or "", by=by, clock=Clock(), settings=settings, texts=texts
-                )
-                message = texts("cli.tiered", number=number, tier=tier, pool=pool)
-    except lifecycle.MoveRefused as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    finally:
-        await store.close()
-    print(message)
-    return 0
+
+    async def work(tx):
+        if action == "route":
+            moved = await routing.route(tx, number, by=by, clock=Clock(), settings=settings, texts=texts)
+            return moved_line(texts, moved)
+        pool = await routing.set_tier(tx, number, tier or "", by=by, clock=Clock(), settings=settings, texts=texts)
+        return texts("cli.tiered", number=number, tier=tier, pool=pool)
+
+    code, message = await write_once(settings, work, (lifecycle.MoveRefused,))
+    if not code:
+        print(message)
+    return code

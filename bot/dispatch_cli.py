@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import sys
 
-from bot.cases_cli import print_json, reading
+from bot.cases_cli import print_json, reading, write_once
 from bot.config import URGENCIES, Settings
 from bot.texts import Texts
-from storage.fast import open_store
 
 
 def register(cases_sub, sub) -> None:
@@ -90,48 +88,36 @@ async def summon(
     from bot.clock import Clock
     from bot.services import dispatch
 
-    store = open_store(settings.database.url, pool_size=1)
-    try:
-        async with store.write() as tx:
-            done = await dispatch.summon(
-                tx,
-                number,
-                units,
-                urgency=urgency,
-                by=by,
-                reason=reason,
-                now=Clock().now(),
-                settings=settings,
-                texts=texts,
-            )
-    except dispatch.DispatchRefused as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    finally:
-        await store.close()
-    units_text = "、".join(done.units)
-    print(
-        texts("dispatch.summoned", number=number, urgency=urgency, units=units_text, due=_local(settings, done.due_at))
+    code, done = await write_once(
+        settings,
+        lambda tx: dispatch.summon(
+            tx, number, units, urgency=urgency, by=by, reason=reason, now=Clock().now(), settings=settings, texts=texts
+        ),
+        (dispatch.DispatchRefused,),
     )
-    return 0
+    if not code:
+        units_text = "、".join(done.units)
+        print(
+            texts(
+                "dispatch.summoned", number=number, urgency=urgency, units=units_text, due=_local(settings, done.due_at)
+            )
+        )
+    return code
 
 
 async def checkin(settings: Settings, texts: Texts, number: str, unit: str, *, by: str) -> int:
     from bot.clock import Clock
     from bot.services import dispatch
 
-    store = open_store(settings.database.url, pool_size=1)
-    try:
-        async with store.write() as tx:
-            done = await dispatch.check_in(tx, number, unit, by=by, now=Clock().now(), settings=settings, texts=texts)
-    except dispatch.DispatchRefused as exc:
-        print(str(exc), file=sys.stderr)
-        return 1
-    finally:
-        await store.close()
-    late = texts("dispatch.checked_in_late") if done.late else ""
-    print(texts("dispatch.checked_in", unit=done.unit, number=number, late=late))
-    return 0
+    code, done = await write_once(
+        settings,
+        lambda tx: dispatch.check_in(tx, number, unit, by=by, now=Clock().now(), settings=settings, texts=texts),
+        (dispatch.DispatchRefused,),
+    )
+    if not code:
+        late = texts("dispatch.checked_in_late") if done.late else ""
+        print(texts("dispatch.checked_in", unit=done.unit, number=number, late=late))
+    return code
 
 
 def _state(s: dict) -> str:
