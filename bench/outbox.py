@@ -32,7 +32,17 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from bench.cpu import CpuSnapshot, CpuUsage, cpu_usage, process_ticks
-from bench.webhook import BenchError, Processes, _child_env, _pct, _pg_admin, clean_up, free_port, wait_healthy
+from bench.webhook import (
+    BenchError,
+    Processes,
+    _child_env,
+    _pct,
+    _pg_admin,
+    clean_up,
+    free_port,
+    run_cleanly,
+    wait_healthy,
+)
 from bot.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -592,16 +602,7 @@ def main() -> int:
     if args.notices < 1 or args.residents < 1 or args.notices > quota * args.residents:
         print(f"need 1 ≤ notices ≤ {quota} × residents (the fake's window quota)", file=sys.stderr)
         return 2
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted; everything started was stopped and removed", file=sys.stderr)
-        return 130
-    except BenchError as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        return 1
+    return run_cleanly(run, args)
 
 
 if __name__ == "__main__":

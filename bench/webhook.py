@@ -555,6 +555,21 @@ def run(args: argparse.Namespace) -> int:
         clean_up(procs, args, workdir, pg_name)
 
 
+def run_cleanly(run, args: argparse.Namespace) -> int:
+    """Run a bench so that Ctrl-C and SIGTERM end it through the finally blocks that clean up (SIGINT too,
+    since a shell may start a background job with SIGINT ignored); its exit status."""
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        return run(args)
+    except KeyboardInterrupt:
+        print("\ninterrupted; everything started was stopped and removed", file=sys.stderr)
+        return 130
+    except BenchError as exc:
+        print(f"bench failed: {exc}", file=sys.stderr)
+        return 1
+
+
 def clean_up(procs: Processes, args: argparse.Namespace, workdir: Path, pg_name: str | None) -> None:
     """Stop what a bench started and remove its database and files (unless --keep)."""
     procs.stop_all()
@@ -599,18 +614,7 @@ def main() -> int:
     if args.residents < 1 or args.duration <= 0 or args.warmup < 0:
         print("--residents ≥ 1, --duration > 0, --warmup ≥ 0", file=sys.stderr)
         return 2
-    # Ctrl-C and SIGTERM both end the bench through the finally blocks that clean up (SIGINT too, since a
-    # shell may start a background job with SIGINT ignored).
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
-    try:
-        return run(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted; everything started was stopped and removed", file=sys.stderr)
-        return 130
-    except BenchError as exc:
-        print(f"bench failed: {exc}", file=sys.stderr)
-        return 1
+    return run_cleanly(run, args)
 
 
 if __name__ == "__main__":
