@@ -483,3 +483,33 @@ async def test_a_long_chain_stops_before_its_lease_could_run_out(db, store, cloc
         delivered += await worker.tick()
     assert delivered == 3 and contents(fake.sent) == ["第一条", "第二条", "第三条"]
     assert leases_at_send == [True, True, True]
+
+
+async def test_a_row_waiting_for_a_free_send_is_handed_back_before_its_lease_could_run_out(
+    db, store, clock, fake, api, make_worker
+):
+    """A tick claims ahead of what it sends at once; a claimed row that waited for one of the batch_size places
+    until its lease is nearly spent is handed back and claimed again, not sent under a lease that may run out."""
+    for openid in ("o-1", "o-2"):
+        fake.record_inbound(openid, "message")
+    await enqueue_texts(store, clock, "o-1", "第一位的通知")
+    await enqueue_texts(store, clock, "o-2", "第二位的通知")
+    real_send = api.send_text
+    leases_at_send: list[bool] = []
+
+    async def slow_send(openid, content):
+        async with store.read() as tx:
+            sql = "SELECT lease_until FROM outbox WHERE CAST(payload AS TEXT) LIKE :p"
+            until = tx.dt(await tx.val(sql, p=f"%{content}%"))
+        clock.advance(seconds=40)  # 40 s of the 60 s lease
+        leases_at_send.append(clock.now() <= until)
+        return await real_send(openid, content)
+
+    api.send_text = slow_send
+    worker = make_worker(batch_size=1, lease_seconds=60)  # one send at a time; both rows claimed by one tick
+    delivered = 0
+    for _ in range(3):
+        delivered += await worker.tick()
+    assert delivered == 2 and contents(fake.sent) == ["第一位的通知", "第二位的通知"]
+    assert leases_at_send == [True, True]  # the second went under a fresh lease, after waiting 40 s
+    assert {(row.status, row.attempts) for row in await outbox_rows(db)} == {("sent", 1)}

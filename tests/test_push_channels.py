@@ -13,6 +13,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
+from bot import notify
 from bot.cli import main
 from bot.notify import OutboxWorker
 from bot.services import residents
@@ -155,7 +156,8 @@ async def test_a_notice_without_a_case_number_cannot_use_the_template(db, store,
     assert "no case number" in row.last_error and "45015" in row.last_error
 
 
-async def test_two_workers_share_one_token_row_and_fetch_once(db, store, clock, fake, make_worker):
+async def test_two_workers_share_one_token_row_and_fetch_once(db, store, clock, fake, make_worker, monkeypatch):
+    monkeypatch.setattr(notify, "PREFETCH", 1)  # each claim takes batch_size rows, so both workers get some
     for openid in ("o-a", "o-b", "o-c", "o-d"):
         await wrote(store, clock, fake, openid)
         await notice(store, clock, openid)
@@ -177,7 +179,8 @@ async def test_two_workers_share_one_token_row_and_fetch_once(db, store, clock, 
     assert fake.calls["stable_token"] == 1
 
 
-async def test_an_expired_token_is_refreshed_once_for_all_instances(db, store, clock, fake, make_worker):
+async def test_an_expired_token_is_refreshed_once_for_all_instances(db, store, clock, fake, make_worker, monkeypatch):
+    monkeypatch.setattr(notify, "PREFETCH", 1)  # each claim takes batch_size rows, so both workers get some
     first, second = await make_worker("w1"), await make_worker("w2")
     await wrote(store, clock, fake, "o-a")
     await notice(store, clock, "o-a")
