@@ -2,6 +2,7 @@
 
 Lines you type are text messages. A few slash commands send the other kinds:
   /photo            a photo            /voice 文字      a voice message recognised as 文字
+  /video            a video
   /location 地点     a location        /follow          the subscribe event
   /click KEY        a menu click (COMPLAINT, MY_CASES, HELP)          /quit
 Passive replies print after "公众号："; pushed (customer-service) messages after "推送：".
@@ -40,6 +41,8 @@ async def _send(resident: Resident, line: str) -> str | None:
     cmd, _, rest = line.partition(" ")
     if cmd == "/photo":
         return await resident.photo(f"media_{uuid.uuid4().hex[:12]}")
+    if cmd == "/video":
+        return await resident.video(f"video_{uuid.uuid4().hex[:12]}")
     if cmd == "/voice":
         return await resident.voice(f"voice_{uuid.uuid4().hex[:12]}", rest or None)
     if cmd == "/location":

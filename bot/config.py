@@ -218,6 +218,8 @@ class FakeWechatSettings:
     event_window_quota: int = 3
     token_ttl_seconds: int = 7200
     media_ttl_days: int = 3
+    # media/get answers a video with a temporary download link; it dies after this (WeChat's figure: unverified).
+    video_link_ttl_seconds: int = 600
 
 
 @dataclass(frozen=True)
@@ -497,9 +499,10 @@ def _validate_media(s: Settings) -> None:
         raise ConfigError("setting media.max_attempts: must be at least 1")
     if m.backoff_base_seconds <= 0:
         raise ConfigError("setting media.backoff_base_seconds: must be greater than 0")
-    worst_fetch = s.wechat.api_timeout_seconds * (s.wechat.api_max_retries + 1) * 2
+    # The token, media/get and, for a video, its download link: each may take every retry.
+    worst_fetch = s.wechat.api_timeout_seconds * (s.wechat.api_max_retries + 1) * 3
     if m.lease_seconds <= worst_fetch:
         raise ConfigError(
             f"setting media.lease_seconds: must exceed the slowest possible download ({worst_fetch:.0f} s = "
-            "api_timeout_seconds × (api_max_retries + 1) × 2), or a file could be fetched twice"
+            "api_timeout_seconds × (api_max_retries + 1) × 3), or a file could be fetched twice"
         )

@@ -7,6 +7,9 @@ IMMEDIATE on SQLite), download outside any transaction, write the file atomicall
 into place) under [media] store_dir, then record path, size, content type and sha256 in a write transaction
 that only succeeds while our lease still stands. A crashed worker's rows are claimed again once its lease
 runs out; a worker whose lease was taken over records nothing (the file it wrote has the same bytes).
+A video comes through a temporary download link WeChat hands out for it (WeChatAPI.get_media follows it), and is
+stored as video-<id>.mp4; a link that expired or was refused is retried like busy, and the next try is given a
+fresh link.
 
 Busy (-1), timeouts and other transient answers are retried with exponential backoff up to max_attempts.
 Media WeChat no longer has (40007: expired or unknown) fails at once with that reason: no retry can bring it
@@ -47,13 +50,14 @@ _EXTENSIONS = {
     "audio/speex": ".speex",
     "audio/mpeg": ".mp3",
     "video/mp4": ".mp4",
-    "application/json": ".json",
 }
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
-def extension(content_type: str) -> str:
+def extension(content_type: str, kind: str = "") -> str:
     ctype = content_type.split(";")[0].strip().lower()
+    if kind == "video" and not ctype.startswith("video/"):
+        return ".mp4"  # WeChat's videos are MP4, whatever label their download host gives them
     return _EXTENSIONS.get(ctype) or mimetypes.guess_extension(ctype) or ".bin"
 
 
@@ -122,7 +126,7 @@ class MediaWorker:
             await self._retry(row, f"{type(exc).__name__}: {exc}")
             return False
         try:
-            name = f"{row.kind}-{row.id}{extension(content_type)}"
+            name = f"{row.kind}-{row.id}{extension(content_type, row.kind)}"
             directory = self.root / _UNSAFE.sub("_", row.case_number)
             path = await asyncio.to_thread(write_atomically, directory, name, content)
         except OSError as exc:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from aiohttp.test_utils import TestServer
 
 from bot.config import Settings
 from bot.wechat.api import WeChatAPI, WeChatAPIError
+from bot.wechat.fake import VIDEO_DOWNLOAD, FakeWeChat
 
 SETTINGS = Settings()
 APP_ID = SETTINGS.wechat.app_id
@@ -182,6 +184,67 @@ async def test_media_expires_after_three_days(api, fake, clock):
     assert await api.get_media("m-1") == (b"RIFF....WEBP", "image/webp")
     clock.advance(hours=1)
     assert await errcode_of(api.get_media("m-1")) == 40007
+
+
+async def get_link(call, api, media_id: str) -> str:
+    answer = await call(
+        "GET", "cgi-bin/media/get", params={"access_token": await api.access_token(), "media_id": media_id}
+    )
+    return answer["video_url"]
+
+
+async def download(http, url: str) -> tuple[int, bytes, str]:
+    async with http.get(url) as resp:  # no access token: the link is all it takes
+        return resp.status, await resp.read(), resp.content_type
+
+
+async def test_a_video_is_answered_with_a_download_link_that_expires(call, api, http, base_url, fake, clock):
+    fake.add_media("v-1", b"\x00\x00\x00\x18ftypmp42 video", "video/mp4")
+    link = await get_link(call, api, "v-1")
+    assert link.startswith(f"{base_url}/video/download/v-1?vkey=")  # absolute, under the fake's mount point
+    assert await download(http, link) == (200, b"\x00\x00\x00\x18ftypmp42 video", "video/mp4")
+    assert fake.calls[VIDEO_DOWNLOAD] == 1
+
+    assert (await download(http, link.replace("v-1?", "v-2?")))[0] == 404  # a link is for its media only
+    assert (await download(http, link.split("?")[0]))[0] == 404
+    clock.advance(seconds=SETTINGS.fake_wechat.video_link_ttl_seconds - 1)
+    assert (await download(http, link))[0] == 200
+    clock.advance(seconds=1)
+    assert (await download(http, link))[0] == 404  # the link died …
+    fresh = await get_link(call, api, "v-1")  # … media/get hands out a fresh one while the media lives
+    assert fresh != link and (await download(http, fresh))[0] == 200
+
+    clock.advance(days=3)
+    assert (await download(http, fresh))[0] == 404  # the media expired, and its links with it
+    assert await errcode_of(api.get_media("v-1")) == 40007
+
+
+async def test_video_links_take_injected_faults_and_uploads(call, api, http, fake):
+    uploaded = await call("POST", "media", data=b"mp4-bytes", headers={"Content-Type": "video/mp4"})
+    link = await get_link(call, api, uploaded["media_id"])
+    fake.add_fault(VIDEO_DOWNLOAD, http_status=503)
+    assert (await download(http, link))[0] == 503
+    assert await download(http, link) == (200, b"mp4-bytes", "video/mp4")
+    await call("POST", "faults", json={"path": VIDEO_DOWNLOAD, "errcode": -1})
+    assert (await download(http, link))[1] == b'{"errcode": -1, "errmsg": "injected fault"}'
+
+
+async def test_video_links_point_at_the_fake_wherever_it_is_served(http, clock):
+    fake = FakeWeChat.from_settings(SETTINGS, clock)  # on its own server, as the benchmarks run it
+    server = TestServer(fake.app(), host="127.0.0.1", port=0)
+    await server.start_server()
+    try:
+        root = str(server.make_url("")).rstrip("/")
+        api = WeChatAPI(http, base_url=root, app_id=APP_ID, app_secret=SECRET, backoff_base=0, clock=clock)
+        fake.add_media("v-own", b"own video", "video/mp4")
+        async with http.get(
+            f"{root}/cgi-bin/media/get", params={"access_token": await api.access_token(), "media_id": "v-own"}
+        ) as resp:
+            link = (await resp.json())["video_url"]
+        assert link.startswith(f"{root}/video/download/v-own?vkey=")
+        assert await api.get_media("v-own") == (b"own video", "video/mp4")
+    finally:
+        await server.close()
 
 
 async def test_qrcode_validation(call, api):

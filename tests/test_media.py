@@ -1,4 +1,4 @@
-"""Photos and voice of a case are fetched from WeChat (which keeps them 3 days) into the file store, once."""
+"""Photos, voice and video of a case are fetched from WeChat (which keeps them 3 days) into the file store, once."""
 
 import asyncio
 import hashlib
@@ -14,6 +14,7 @@ from bot import app as app_module
 from bot.cli import main
 from bot.config import ConfigError, load_settings
 from bot.media import MediaWorker
+from bot.wechat.fake import VIDEO_DOWNLOAD
 from storage.fast import open_store
 from storage.models import Case, CaseMedia
 from tests.conftest import start_harness
@@ -29,13 +30,15 @@ async def media_harness(db_url, clock, tmp_path):
         yield h
 
 
-async def file_complaint(r, *, photos=(), voices=()) -> None:
-    """A complaint with these photos and voice messages (the last voice recognised as the story)."""
+async def file_complaint(r, *, photos=(), voices=(), videos=()) -> None:
+    """A complaint with these photos, videos and voice messages (the last voice recognised as the story)."""
     await r.say("投诉")
     await r.say("5")
     await r.say("云城街道某某小区3栋")
     for media_id in photos:
         await r.photo(media_id)
+    for media_id in videos:
+        assert "已收到视频" in await r.video(media_id)
     for media_id in voices[:-1]:
         await r.voice(media_id, None)
     if voices:
@@ -65,6 +68,15 @@ def store_dir(h) -> Path:
 
 def fetches(h) -> int:
     return h.fake.calls["media/get"]
+
+
+def link_downloads(h) -> int:
+    return h.fake.calls[VIDEO_DOWNLOAD]
+
+
+async def only_case(h) -> Case:
+    async with h.db.read() as s:
+        return (await s.scalars(select(Case))).one()
 
 
 async def test_a_complaints_photos_and_voice_are_stored_once_with_their_bytes(media_harness, capsys, monkeypatch):
@@ -206,6 +218,77 @@ async def test_two_workers_at_once_fetch_each_file_exactly_once(db_url, clock, t
         assert len(rows) == 7 and {row.status for row in rows.values()} == {"stored"}
         assert stored == 7 and fetches(h) == 7  # each file fetched exactly once
         assert all(row.attempts == 1 for row in rows.values())
+
+
+# --- video: media/get answers a temporary download link, whose bytes are the video ---------------------------
+
+MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00 the resident's video"
+
+
+async def test_a_video_is_fetched_through_its_link_and_stored_once_as_mp4(media_harness):
+    h = media_harness
+    await file_complaint(h.resident("o_video"), photos=["m_photo"], videos=["m_vid"])
+    h.fake.add_media("m_vid", MP4, "video/mp4")
+
+    assert await tick(h) == 2
+    row = (await media_rows(h))["m_vid"]
+    case = await only_case(h)
+    assert (row.kind, row.status, row.attempts) == ("video", "stored", 1)
+    assert Path(row.path) == store_dir(h) / case.number / f"video-{row.id}.mp4"
+    assert read(row.path) == MP4  # the video itself, not media/get's JSON
+    assert (row.size, row.content_type, row.sha256) == (len(MP4), "video/mp4", hashlib.sha256(MP4).hexdigest())
+    files = sorted(os.listdir(store_dir(h) / case.number))
+    assert files == sorted([f"video-{row.id}.mp4", Path((await media_rows(h))["m_photo"].path).name])
+
+    assert (fetches(h), link_downloads(h)) == (2, 1)
+    assert await tick(h) == 0 and (fetches(h), link_downloads(h)) == (2, 1)  # never fetched again
+
+
+@pytest.mark.parametrize(
+    ("http_status", "reason"),
+    [(503, "-1 HTTP 503 from the video link"), (404, "-3 unreadable answer from the video link")],
+    ids=["5xx", "expired-link"],
+)
+async def test_a_failed_video_link_is_retried_with_a_fresh_link(media_harness, caplog, http_status, reason):
+    h = media_harness
+    caplog.set_level("DEBUG")
+    await file_complaint(h.resident("o_flaky"), videos=["m_flaky"])
+    h.fake.add_media("m_flaky", MP4, "video/mp4")
+    h.fake.add_fault(VIDEO_DOWNLOAD, http_status=http_status)
+    base = h.settings.media.backoff_base_seconds
+
+    assert await tick(h) == 0
+    row = (await media_rows(h))["m_flaky"]
+    assert (row.status, row.attempts, row.next_attempt_at) == ("pending", 1, h.clock.now() + timedelta(seconds=base))
+    assert row.last_error.startswith(reason) and row.path is None
+    assert "vkey" not in row.last_error  # the link's query may carry credentials
+    assert (fetches(h), link_downloads(h)) == (1, 1)
+
+    h.clock.advance(seconds=base)
+    assert await tick(h) == 1
+    row = (await media_rows(h))["m_flaky"]
+    assert (row.status, row.attempts, row.last_error) == ("stored", 2, None)
+    assert read(row.path) == MP4
+    assert (fetches(h), link_downloads(h)) == (2, 2)  # media/get asked again: a fresh link
+    assert not [r for r in caplog.records if r.name.startswith("bot") and "vkey" in r.getMessage()]
+
+
+async def test_a_video_gone_at_wechat_fails_with_the_reason(media_harness):
+    h = media_harness
+    await file_complaint(h.resident("o_gone"), videos=["m_gone"])
+    h.fake.add_media("m_gone", MP4, "video/mp4")
+    h.fake.add_fault(VIDEO_DOWNLOAD, http_status=404)  # the first link is refused …
+    assert await tick(h) == 0
+    assert (await media_rows(h))["m_gone"].status == "pending"
+
+    h.clock.advance(days=3)  # … and by the next try WeChat no longer has the video
+    assert await tick(h) == 0
+    row = (await media_rows(h))["m_gone"]
+    assert row.status == "failed" and "40007" in row.last_error and "expired" in row.last_error
+    assert row.path is None and row.attempts == 2
+    h.clock.advance(days=1)
+    assert await tick(h) == 0 and (fetches(h), link_downloads(h)) == (2, 1)  # no retry can bring it back
+    assert not (store_dir(h) / (await only_case(h)).number).exists()
 
 
 def test_media_settings_are_validated():

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import time
 
+import aiohttp
 import pytest
 
 from bot.clock import FakeClock
 from bot.config import Settings
-from bot.wechat.api import WeChatAPI, WeChatAPIError
+from bot.wechat.api import VIDEO_LINK_ERRCODE, WeChatAPI, WeChatAPIError
+from bot.wechat.fake import VIDEO_DOWNLOAD
 
 SEND = "message/custom/send"
 
@@ -203,6 +205,65 @@ async def test_unknown_media(api):
     with pytest.raises(WeChatAPIError) as caught:
         await api.get_media("nope")
     assert caught.value.errcode == 40007
+
+
+VIDEO = b"\x00\x00\x00\x18ftypmp42 a video"
+
+
+async def test_a_video_is_downloaded_from_its_link_without_the_access_token(base_url, fake, clock):
+    requested = []
+
+    async def on_request_start(_session, _ctx, params):
+        requested.append(params.url)
+
+    trace = aiohttp.TraceConfig()
+    trace.on_request_start.append(on_request_start)
+    settings = Settings().wechat
+    async with aiohttp.ClientSession(trace_configs=[trace]) as http:
+        api = WeChatAPI(
+            http, base_url=base_url, app_id=settings.app_id, app_secret=settings.app_secret, backoff_base=0, clock=clock
+        )
+        fake.add_media("video-1", VIDEO, "video/mp4")
+        assert await api.get_media("video-1") == (VIDEO, "video/mp4")
+    _token, media_get, link = requested
+    assert media_get.path.endswith("/cgi-bin/media/get") and "access_token" in media_get.query
+    assert link.path == "/fake-wechat/video/download/video-1"
+    assert set(link.query) == {"vkey"}  # the link as WeChat gave it, and no access token
+    assert (fake.calls["media/get"], fake.calls[VIDEO_DOWNLOAD]) == (1, 1)
+
+
+async def test_a_video_link_answering_5xx_is_retried_within_the_call(make_api, fake, caplog):
+    caplog.set_level("DEBUG", logger="bot")
+    fake.add_media("video-1", VIDEO, "video/mp4")
+    fake.add_fault(VIDEO_DOWNLOAD, http_status=502)
+    assert await make_api(max_retries=1).get_media("video-1") == (VIDEO, "video/mp4")
+    assert (fake.calls["media/get"], fake.calls[VIDEO_DOWNLOAD]) == (1, 2)  # the same link, tried again
+
+    fake.add_fault(VIDEO_DOWNLOAD, http_status=500, times=2)
+    with pytest.raises(WeChatAPIError) as caught:
+        await make_api(max_retries=1).get_media("video-1")
+    assert caught.value.errcode == -1 and caught.value.retryable
+    assert "HTTP 500 from the video link at" in caught.value.errmsg and "vkey" not in caught.value.errmsg
+    assert "retrying" in caplog.text and "vkey" not in caplog.text  # the link's query may carry credentials
+
+
+async def test_a_refused_video_link_is_an_error_of_its_own_not_retried_in_the_call(make_api, fake):
+    fake.add_media("video-1", VIDEO, "video/mp4")
+    fake.add_fault(VIDEO_DOWNLOAD, http_status=404)
+    with pytest.raises(WeChatAPIError) as caught:
+        await make_api(max_retries=2).get_media("video-1")
+    assert caught.value.errcode == VIDEO_LINK_ERRCODE and not caught.value.retryable
+    assert "HTTP 404" in caught.value.errmsg and "vkey" not in caught.value.errmsg
+    assert fake.calls[VIDEO_DOWNLOAD] == 1  # a dead link does not come back: the next try gets a fresh one
+    assert await make_api().get_media("video-1") == (VIDEO, "video/mp4")
+
+
+async def test_a_4xx_page_is_never_taken_for_media(make_api, fake):
+    fake.add_media("photo-1", b"\xff\xd8\xff\xe0photo", "image/jpeg")
+    fake.add_fault("media/get", http_status=404)
+    with pytest.raises(WeChatAPIError) as caught:
+        await make_api().get_media("photo-1")
+    assert caught.value.errcode == -2
 
 
 async def test_qrcodes(api, fake):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
@@ -19,6 +20,7 @@ import aiohttp
 from sqlalchemy import or_, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from yarl import URL
 
 from bot.clock import Clock
 from bot.config import WechatSettings
@@ -37,6 +39,10 @@ TOKEN_ERRCODES = frozenset({40001, 40014, 42001})
 TOKEN_MARGIN_SECONDS = 300
 # Not WeChat's: an HTTP 4xx without a JSON answer (a wrong base URL, a proxy's page). Not retried in the call.
 HTTP_ERRCODE = -2
+# Not WeChat's either: a video's temporary download link (media/get's `video_url`) was refused — expired, or an
+# HTTP 4xx — or media/get gave no usable link. Not retried in the call (the same link will not come back to
+# life); a later try asks media/get again, which hands out a fresh link while the media lives (3 days).
+VIDEO_LINK_ERRCODE = -3
 
 
 # While another instance refreshes the shared token, wait for it this many times at most (pauses doubling from
@@ -291,11 +297,14 @@ class WeChatAPI:
 
     # --- transport ----------------------------------------------------------------------------------------
 
-    async def _request(self, method: str, path: str, *, params: dict, body: Any = None, raw: bool = False) -> Any:
-        """One API exchange, retried on transport failure and -1 with exponential backoff."""
+    async def _request(
+        self, method: str, path: str, *, params: dict, body: Any = None, raw: bool = False, url: str | None = None
+    ) -> Any:
+        """One API exchange, retried on transport failure and -1 with exponential backoff. `url`: an absolute URL
+        to call instead of the API's base URL + `path` (which then only names it in logs and errors)."""
         for attempt in range(self.max_retries + 1):
             try:
-                return await self._request_once(method, path, params=params, body=body, raw=raw)
+                return await self._request_once(method, path, params=params, body=body, raw=raw, url=url)
             except WeChatAPIError as exc:
                 if exc.errcode != -1 or attempt == self.max_retries:
                     raise
@@ -303,14 +312,17 @@ class WeChatAPI:
                 await asyncio.sleep(self.backoff_base * 2**attempt)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    async def _request_once(self, method: str, path: str, *, params: dict, body: Any, raw: bool) -> Any:
-        url = f"{self.base_url}/{path}"
+    async def _request_once(
+        self, method: str, path: str, *, params: dict, body: Any, raw: bool, url: str | None = None
+    ) -> Any:
+        # An absolute URL (a video's download link) goes out exactly as WeChat gave it: its query is signed.
+        target: str | URL = URL(url, encoded=True) if url else f"{self.base_url}/{path}"
         kwargs: dict[str, Any] = {"params": params, "timeout": self.timeout}
         if body is not None:
             kwargs["data"] = _dumps(body).encode()
             kwargs["headers"] = {"Content-Type": "application/json; charset=utf-8"}
         try:
-            async with self.http.request(method, url, **kwargs) as resp:
+            async with self.http.request(method, target, **kwargs) as resp:
                 if resp.status >= 500:
                     raise WeChatAPIError(-1, f"HTTP {resp.status} from {path}")
                 status = resp.status
@@ -319,8 +331,10 @@ class WeChatAPI:
         except TimeoutError:
             raise WeChatAPIError(-1, f"timeout after {self.timeout.total}s calling {path}") from None
         except aiohttp.ClientError as exc:
-            raise WeChatAPIError(-1, f"{type(exc).__name__} calling {path}: {exc}") from None
-        if raw and not _looks_like_json(content_type, content):
+            # aiohttp's messages may quote the URL (a redirect's too): never its query, which may carry credentials.
+            raise WeChatAPIError(-1, f"{type(exc).__name__} calling {path}: {_without_query(str(exc))}") from None
+        if raw and status < 400 and not _looks_like_json(content_type, content):
+            # (a 4xx page is never taken for the media's bytes)
             return content, content_type.split(";")[0].strip()
         try:
             data = json.loads(content)
@@ -332,7 +346,7 @@ class WeChatAPI:
         if errcode:
             raise WeChatAPIError(int(errcode), str(data.get("errmsg", "")))
         if raw:
-            # media/get answers a video as JSON (its download URL) rather than as bytes.
+            # media/get answers a video as JSON (its download URL) rather than as bytes: see get_media.
             return content, content_type.split(";")[0].strip()
         return data
 
@@ -378,8 +392,29 @@ class WeChatAPI:
         return await self._call("POST", "cgi-bin/message/template/send", body=body)
 
     async def get_media(self, media_id: str) -> tuple[bytes, str]:
-        """The media's bytes and content type; WeChat answers a JSON errcode when it is unknown or expired."""
-        return await self._call("GET", "cgi-bin/media/get", params={"media_id": media_id}, raw=True)
+        """The media's bytes and content type; WeChat answers a JSON errcode when it is unknown or expired.
+
+        For a video WeChat answers `{"video_url": "http://…"}`, a temporary download link: its bytes are fetched
+        here (same session, timeout and bounded retries on transport errors and 5xx; no access token), so what
+        comes back is always the media itself, never the JSON. A refused or expired link raises
+        VIDEO_LINK_ERRCODE."""
+        content, content_type = await self._call("GET", "cgi-bin/media/get", params={"media_id": media_id}, raw=True)
+        if not _looks_like_json(content_type, content):
+            return content, content_type
+        return await self._download_video(_video_url(content))
+
+    async def _download_video(self, url: str) -> tuple[bytes, str]:
+        label = f"the video link at {_without_query(url)}"
+        try:
+            content, content_type = await self._request("GET", label, params={}, raw=True, url=url)
+        except WeChatAPIError as exc:
+            if exc.errcode != HTTP_ERRCODE:
+                raise
+            # A 4xx from the link is no configuration error of ours: the link expired or was refused.
+            raise WeChatAPIError(VIDEO_LINK_ERRCODE, f"{exc.errmsg}: expired or refused") from None
+        if _looks_like_json(content_type, content):
+            raise WeChatAPIError(VIDEO_LINK_ERRCODE, f"{label} answered JSON, not a video")
+        return content, content_type
 
     async def create_qrcode(self, scene: str | int, expire_seconds: int | None = None) -> dict:
         """A parametric QR code; without `expire_seconds` a permanent one (WeChat caps how many exist)."""
@@ -396,6 +431,25 @@ class WeChatAPI:
 
     async def create_menu(self, menu: dict) -> dict:
         return await self._call("POST", "cgi-bin/menu/create", body=menu)
+
+
+def _video_url(content: bytes) -> str:
+    """The download link of media/get's JSON answer for a video."""
+    try:
+        url = json.loads(content).get("video_url")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        url = None
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise WeChatAPIError(VIDEO_LINK_ERRCODE, "media/get answered JSON without a usable video_url")
+    return url
+
+
+_QUERY = re.compile(r"\?[^\s'\"<>]*")
+
+
+def _without_query(text: str) -> str:
+    """`text` with every URL query cut out (a download link's query may carry credentials)."""
+    return _QUERY.sub("?…", text)
 
 
 def _looks_like_json(content_type: str, content: bytes) -> bool:

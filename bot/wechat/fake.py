@@ -5,7 +5,9 @@ expire and rotate, the customer-service window and its quotas, the text size lim
 Faults (errcodes, HTTP errors, delays) can be injected per path. State lives in memory: a one-process dev fake.
 
 Mounted by the main app with `app.add_subapp("/fake-wechat/", fake.app())`; control endpoints that WeChat does
-not have (`sent`, `inbound`, `faults`, `media`, `reset`) sit beside the API under the same prefix.
+not have (`sent`, `inbound`, `faults`, `media`, `reset`) sit beside the API under the same prefix. So does
+`video/download/<media_id>?vkey=…`, the download host of WeChat's temporary video links (media/get answers a
+video with `{"video_url": …}`); its absolute URL is built from the request, wherever the fake is mounted.
 """
 
 from __future__ import annotations
@@ -32,6 +34,8 @@ CUSTOM_MSGTYPES = frozenset(
 )
 QR_ACTIONS = frozenset({"QR_SCENE", "QR_STR_SCENE", "QR_LIMIT_SCENE", "QR_LIMIT_STR_SCENE"})
 INBOUND_KINDS = ("message", "event", "unsubscribe")
+# The endpoint serving a video's temporary download link: its name for faults (`add_fault`) and `calls`.
+VIDEO_DOWNLOAD = "video/download"
 
 Result = dict | web.StreamResponse
 Handler = Callable[[web.Request, dict], Awaitable[Result]]
@@ -74,6 +78,12 @@ class _Media:
     created_at: datetime
 
 
+@dataclass
+class _VideoLink:
+    media_id: str
+    expires_at: datetime
+
+
 def _dumps(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False)
 
@@ -114,6 +124,7 @@ class FakeWeChat:
         self._unsubscribed: set[str] = set()
         self._faults: dict[str, list[_Fault]] = {}
         self._media: dict[str, _Media] = {}
+        self._video_links: dict[str, _VideoLink] = {}  # by vkey
 
     # --- Python control surface ---------------------------------------------------------------------------
 
@@ -167,6 +178,8 @@ class FakeWeChat:
         }
         for (method, path), (handler, needs_token) in api.items():
             app.router.add_route(method, f"/cgi-bin/{path}", self._endpoint(path, handler, needs_token))
+        video = self._endpoint(VIDEO_DOWNLOAD, self._video_download, False)  # a link: no access token
+        app.router.add_get(f"/{VIDEO_DOWNLOAD}/{{media_id}}", video, name="video-download")
         app.router.add_get("/sent", self._ctl_sent)
         app.router.add_post("/inbound", self._ctl_inbound)
         app.router.add_post("/faults", self._ctl_faults)
@@ -333,17 +346,42 @@ class FakeWeChat:
 
     # --- media, QR codes, menu ----------------------------------------------------------------------------
 
-    async def _media_get(self, request: web.Request, _body: dict) -> Result:
-        media_id = request.query.get("media_id", "")
+    def _live_media(self, media_id: str) -> _Media | None:
         media = self._media.get(media_id)
         ttl = timedelta(days=self.settings.media_ttl_days)
         if media is None or self.clock.now() >= media.created_at + ttl:
+            return None
+        return media
+
+    async def _media_get(self, request: web.Request, _body: dict) -> Result:
+        media_id = request.query.get("media_id", "")
+        media = self._live_media(media_id)
+        if media is None:
             raise FakeError(40007, "invalid media_id")
+        if media.content_type.lower().startswith("video/"):
+            # WeChat answers a video with a temporary download link (no access token needed), not the bytes.
+            now = self.clock.now()
+            self._video_links = {k: v for k, v in self._video_links.items() if now < v.expires_at}  # bounded
+            vkey = secrets.token_urlsafe(24)
+            expires_at = now + timedelta(seconds=self.settings.video_link_ttl_seconds)
+            self._video_links[vkey] = _VideoLink(media_id, expires_at)
+            path = request.app.router["video-download"].url_for(media_id=media_id).with_query(vkey=vkey)
+            return {"video_url": str(request.url.join(path))}
         return web.Response(
             body=media.content,
             content_type=media.content_type,
             headers={"Content-Disposition": f'attachment; filename="{media_id}"'},
         )
+
+    async def _video_download(self, request: web.Request, _body: dict) -> Result:
+        """A video link handed out by media/get: the bytes while link and media live, else a bare 404 (a
+        download host, not the API: no JSON errcode)."""
+        media_id = request.match_info["media_id"]
+        link = self._video_links.get(request.query.get("vkey", ""))
+        media = self._live_media(media_id)
+        if link is None or link.media_id != media_id or self.clock.now() >= link.expires_at or media is None:
+            return web.Response(status=404, text="link expired or unknown")
+        return web.Response(body=media.content, content_type="video/mp4")
 
     async def _qrcode_create(self, _request: web.Request, body: dict) -> dict:
         action = body.get("action_name")

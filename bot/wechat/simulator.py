@@ -59,6 +59,11 @@ def image_xml(openid: str, media_id: str, **kw) -> str:
     return message_xml(openid, "image", {"PicUrl": f"http://mmbiz.example/{media_id}", "MediaId": media_id}, **kw)
 
 
+def video_xml(openid: str, media_id: str, thumb_media_id: str = "", **kw) -> str:
+    fields = {"MediaId": media_id, "ThumbMediaId": thumb_media_id or f"{media_id}_thumb"}
+    return message_xml(openid, "video", fields, **kw)
+
+
 def voice_xml(openid: str, media_id: str, recognition: str | None, **kw) -> str:
     fields: dict = {"MediaId": media_id, "Format": "amr"}
     if recognition is not None:
@@ -197,6 +202,10 @@ class Resident:
     async def voice(self, media_id: str, recognition: str | None) -> str | None:
         await self._upload(media_id, b"#!AMR\n fake voice", "audio/amr")
         return await self._deliver(voice_xml(self.openid, media_id, recognition, created=self._created()), "message")
+
+    async def video(self, media_id: str) -> str | None:
+        await self._upload(media_id, b"\x00\x00\x00\x18ftypmp42 fake video", "video/mp4")
+        return await self._deliver(video_xml(self.openid, media_id, created=self._created()), "message")
 
     async def location(self, lat: float, lng: float, label: str) -> str | None:
         return await self._deliver(location_xml(self.openid, lat, lng, label, created=self._created()), "message")
