@@ -108,6 +108,7 @@ def build_app(
                 push=settings.push,
                 texts=texts,
                 max_send_seconds=worst_send,
+                tz=settings.tz,
             )
             # Photos and voice of cases, fetched from WeChat before they expire (bot/media.py).
             app[MEDIA] = MediaWorker(store, app[API], clock, settings.media, owner)

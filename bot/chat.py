@@ -5,6 +5,7 @@ Lines you type are text messages. A few slash commands send the other kinds:
   /video            a video
   /location 地点     a location        /follow          the subscribe event
   /click KEY        a menu click (COMPLAINT, MY_CASES, HELP)          /quit
+  /subscribe TEMPLATE_ID [reject]   accept (or reject) a 订阅通知 template in its popup
 Passive replies print after "公众号："; pushed (customer-service) messages after "推送：".
 """
 
@@ -37,6 +38,9 @@ async def _pushed_since(http: aiohttp.ClientSession, fake_url: str, openid: str,
     return sent[seen:], len(sent)
 
 
+SUBSCRIBE_USAGE = "/subscribe TEMPLATE_ID [reject]"
+
+
 async def _send(resident: Resident, line: str) -> str | None:
     cmd, _, rest = line.partition(" ")
     if cmd == "/photo":
@@ -51,6 +55,12 @@ async def _send(resident: Resident, line: str) -> str | None:
         return await resident.event("subscribe")
     if cmd == "/click":
         return await resident.event("CLICK", rest or "COMPLAINT")
+    if cmd == "/subscribe":
+        args = rest.split()
+        if len(args) not in (1, 2) or args[1:] not in ([], ["reject"]):
+            print(SUBSCRIBE_USAGE)
+            return None
+        return await resident.subscribe({args[0]: "reject" if args[1:] else "accept"})
     return await resident.say(line)
 
 

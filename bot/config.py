@@ -181,6 +181,9 @@ class MediaSettings:
     lease_seconds: int = 120
 
 
+FALLBACK_CHANNELS = ("subscribe", "template")
+
+
 @dataclass(frozen=True)
 class PushSettings:
     # The customer-service window as the bot counts it from residents' inbound traffic (bot/notify.py): after a
@@ -201,12 +204,36 @@ class PushSettings:
     template_text_field: str = "remark"
     # The page a template message opens; {number} is the case number. "" = none.
     template_url: str = ""
+    # Outside the window (or when WeChat answers 45015/45047) these channels are tried in this order:
+    # "subscribe" (订阅通知, message/subscribe/bizsend: only to a resident who accepted the notice's subscription
+    # template, as WeChat's subscribe_msg_* events tell) and "template" (模板消息, above).
+    fallback: tuple[str, ...] = ("template",)
+    # 订阅通知 templates: "notice=template_id" entries like `templates`, "*" for every other notice.
+    subscribe_templates: tuple[str, ...] = ()
+    # Template ids that are one-off (一次性订阅): each acceptance allows one notice. The others are long-term
+    # (长期订阅, open to public-service accounts): accepted once, they carry every notice until the resident rejects.
+    subscribe_one_off: tuple[str, ...] = ()
+    # The fields a 订阅通知 template has for the case number, the status, the notice's text and the time ("" leaves
+    # one out). WeChat limits each value by its field's type (the prefix): the text is shortened to fit.
+    subscribe_number_field: str = "character_string1"
+    subscribe_status_field: str = "phrase2"
+    subscribe_text_field: str = "thing3"
+    subscribe_time_field: str = "time4"
+    # The web page a 订阅通知 opens; {number} is the case number. "" = none.
+    subscribe_page: str = ""
     # One instance refreshes the shared access token at a time; a refresher that died is replaced after this.
     token_lease_seconds: int = 60
 
     def template_for(self, notice: str | None) -> str | None:
-        table = dict(entry.split("=", 1) for entry in self.templates)
-        return table.get(notice or "") or table.get("*") or None
+        return _by_notice(self.templates, notice)
+
+    def subscribe_template_for(self, notice: str | None) -> str | None:
+        return _by_notice(self.subscribe_templates, notice)
+
+
+def _by_notice(entries: tuple[str, ...], notice: str | None) -> str | None:
+    table = dict(entry.split("=", 1) for entry in entries)
+    return table.get(notice or "") or table.get("*") or None
 
 
 @dataclass(frozen=True)
@@ -467,18 +494,36 @@ def _validate_push(s: Settings) -> None:
         raise ConfigError(
             "setting push.event_window_seconds: must be at least 1 (and push.event_window_quota at least 0)"
         )
-    for entry in p.templates:
-        if not re.fullmatch(r"(\*|[a-z_]+)=[A-Za-z0-9_-]+", entry):
-            raise ConfigError(f"setting push.templates: entries are notice=template_id or *=template_id, got {entry!r}")
+    for setting in ("templates", "subscribe_templates"):
+        for entry in getattr(p, setting):
+            if not re.fullmatch(r"(\*|[a-z_]+)=[A-Za-z0-9_-]+", entry):
+                raise ConfigError(
+                    f"setting push.{setting}: entries are notice=template_id or *=template_id, got {entry!r}"
+                )
     for name in ("template_number_field", "template_status_field", "template_text_field"):
         if not getattr(p, name):
             raise ConfigError(f"setting push.{name}: required (the template field it fills)")
-    if p.template_url and not p.template_url.startswith(("https://", "http://")):
-        raise ConfigError(f"setting push.template_url: must be an http(s) URL or empty, got {p.template_url!r}")
-    try:
-        p.template_url.format(number="X")
-    except (KeyError, IndexError, ValueError):
-        raise ConfigError("setting push.template_url: the only placeholder is {number}") from None
+    for channel in p.fallback:
+        if channel not in FALLBACK_CHANNELS:
+            raise ConfigError(f"setting push.fallback: channels are {' and '.join(FALLBACK_CHANNELS)}, got {channel!r}")
+    if len(set(p.fallback)) != len(p.fallback):
+        raise ConfigError("setting push.fallback: a channel is listed twice")
+    for name in ("subscribe_number_field", "subscribe_status_field", "subscribe_text_field", "subscribe_time_field"):
+        value = getattr(p, name)
+        if value and not re.fullmatch(r"[a-z_]+[0-9]+", value):
+            raise ConfigError(
+                f"setting push.{name}: a 订阅通知 field is its type and number, e.g. thing3; got {value!r}"
+            )
+    if "subscribe" in p.fallback and not p.subscribe_templates:
+        raise ConfigError('setting push.subscribe_templates: required when push.fallback has "subscribe"')
+    for name in ("template_url", "subscribe_page"):
+        url = getattr(p, name)
+        if url and not url.startswith(("https://", "http://")):
+            raise ConfigError(f"setting push.{name}: must be an http(s) URL or empty, got {url!r}")
+        try:
+            url.format(number="X")
+        except (KeyError, IndexError, ValueError):
+            raise ConfigError(f"setting push.{name}: the only placeholder is {{number}}") from None
     worst_fetch = s.wechat.api_timeout_seconds * (s.wechat.api_max_retries + 1)
     if p.token_lease_seconds <= worst_fetch:
         raise ConfigError(

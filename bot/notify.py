@@ -27,21 +27,29 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bot.clock import Clock
 from bot.config import OutboxSettings, PushSettings
+from bot.services import subscriptions
 from bot.texts import Texts
 from bot.wechat.api import HTTP_ERRCODE, TOKEN_ERRCODES, WeChatAPI, WeChatAPIError
 from storage.fast import Store, Tx, unjs
 
 log = logging.getLogger(__name__)
 
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+
 MAX_BACKOFF_SECONDS = 3600
 # Customer-service window closed (45015) or its quota spent (45047): the notice cannot go as a
 # customer-service message and goes as the template message configured for it instead (see `_send`).
 WINDOW_ERRCODES = frozenset({45015, 45047})
+# 订阅通知 (message/subscribe/bizsend): the resident has not accepted the template (43101), or the data does not
+# fit the template's field types (47003). Either way that channel cannot carry the notice; the next one may.
+SUBSCRIPTION_REFUSED_ERRCODE = 43101
+INVALID_DATA_ERRCODE = 47003
 # Rows of these kinds are customer-service messages while the resident's window allows, else template messages.
 CS_KINDS = frozenset({"text", "menu"})
 NO_TEMPLATE = "window closed and no template configured"
@@ -213,8 +221,11 @@ class _Tick:
     """One tick's state: residents' windows, and the writes waiting for the next flush, in order."""
 
     windows: dict[str, _Window | None]
-    # ("count", row, now) · ("record", row, outcome, now) · ("release", rows)
+    # ("count", row, now) · ("record", row, outcome, now) · ("release", rows) · ("spend", row, template_id)
+    # · ("refused", row, template_id, now)
     writes: list[tuple] = field(default_factory=list)
+    # 订阅通知 subscriptions looked up this tick, by (openid, template id), kept up to date as this tick sends.
+    subscription_of: dict[tuple[str, str], subscriptions.Subscription | None] = field(default_factory=dict)
     # Set when a flush failed: chains stop sending, as nothing more would be recorded.
     broken: bool = False
     # Claimed rows not yet sent, released or given up on: a refill claims at most batch_size minus these.
@@ -253,6 +264,7 @@ class OutboxWorker:
         push: PushSettings | None = None,
         texts: Texts | None = None,
         max_send_seconds: float = 30.0,
+        tz: tzinfo = SHANGHAI,
     ):
         # The longest one send can take (timeouts × tries, a token refresh, a template fallback): a resident's
         # chain stops before its rows' lease could run out mid-send and let another worker send them too.
@@ -264,6 +276,8 @@ class OutboxWorker:
         self.owner = owner
         self.push = push or PushSettings()
         self.texts = texts or Texts()
+        # The office's time zone: the time a 订阅通知 shows.
+        self.tz = tz
 
     async def tick(self) -> int:
         """Deliver what is due; the number of messages sent.
@@ -509,15 +523,15 @@ class OutboxWorker:
         """A text or menu row. Raises WeChatAPIError of the channel finally used, for `_send` to judge."""
         window = state.windows.get(row.openid)
         if self._window(window) == "closed":
-            return await self._send_template(row, "window closed (tracked)")
+            return await self._outside_window(row, state, "window closed (tracked)")
         try:
             await self._call_api(row.kind, row.openid, row.payload)
         except WeChatAPIError as exc:
             if exc.errcode not in WINDOW_ERRCODES:
                 raise
             # Our count said open (or we had none); WeChat knows better.
-            log.info("outbox %s: customer-service refused (%s); trying the template channel", row.id, exc.errcode)
-            return await self._send_template(row, str(exc))
+            log.info("outbox %s: customer-service refused (%s); trying the fallback channels", row.id, exc.errcode)
+            return await self._outside_window(row, state, str(exc))
         now = self.clock.now()
         if window is not None:
             self._spend(window, now)  # what `_count` does to the resident's row, for this tick's later rows
@@ -588,16 +602,30 @@ class OutboxWorker:
                 **taken_params,
             )
 
-    async def _send_template(self, row: _Row, why: str) -> _Outcome:
+    async def _outside_window(self, row: _Row, state: _Tick, why: str) -> _Outcome:
+        """The notice cannot go as a customer-service message (`why`): the [push] fallback channels in order, the
+        first that can carry it does. A channel that cannot says why, and the next is tried; a failure of the
+        channel itself (busy, quota, configuration) is raised as WeChatAPIError for `_send` to judge."""
+        reasons: list[str] = []
+        for channel in self.push.fallback:
+            send = self._send_subscription if channel == "subscribe" else self._send_template
+            outcome = await send(row, state)
+            if outcome is SENT:
+                return SENT
+            reasons.append(outcome)
+        reason = "; ".join(reasons) or "window closed and no fallback channel configured"
+        log.warning("outbox %s (%s): %s (%s)", row.id, row.kind, reason, why)
+        return _Outcome("failed", f"{reason} ({why})")
+
+    async def _send_template(self, row: _Row, _state: _Tick) -> _Outcome | str:
+        """模板消息: SENT, or why this channel cannot carry the notice."""
         payload = row.payload
         template_id = self.push.template_for(payload.get("notice"))
         if not template_id:
-            log.warning("outbox %s (%s): %s (%s)", row.id, row.kind, NO_TEMPLATE, why)
-            return _Outcome("failed", f"{NO_TEMPLATE} ({why})")
+            return NO_TEMPLATE
         number = payload.get("case_number")
         if not number:
-            log.warning("outbox %s (%s): window closed and no case number for the template (%s)", row.id, row.kind, why)
-            return _Outcome("failed", f"window closed and the notice carries no case number for a template ({why})")
+            return "window closed and the notice carries no case number for a template"
         p = self.push
         data: dict[str, dict[str, str]] = {}
         if p.template_title_field:
@@ -608,6 +636,65 @@ class OutboxWorker:
         url = payload.get("url") or (p.template_url.format(number=number) if p.template_url else None)
         await self.api.send_template(row.openid, template_id, data, url)
         return SENT
+
+    async def _send_subscription(self, row: _Row, state: _Tick) -> _Outcome | str:
+        """订阅通知: SENT, or why this channel cannot carry the notice — no template for it, or the resident has not
+        accepted it (by our record, or by WeChat's 43101, which corrects the record)."""
+        payload = row.payload
+        template_id = self.push.subscribe_template_for(payload.get("notice"))
+        if not template_id:
+            return "no 订阅通知 template configured"
+        number = payload.get("case_number")
+        if not number:
+            return "the notice carries no case number for a 订阅通知"
+        one_off = template_id in self.push.subscribe_one_off
+        key = (row.openid, template_id)
+        if key not in state.subscription_of:
+            async with self.store.read() as tx:
+                state.subscription_of[key] = await subscriptions.for_row(tx, row.id, template_id)
+        found = state.subscription_of[key]
+        if found is None or not found.allows(one_off):
+            used = " (its one-off acceptances are used up)" if found is not None and found.status == "accept" else ""
+            return f"the resident has not accepted 订阅通知 {template_id}{used}"
+        p = self.push
+        page = payload.get("url") or (p.subscribe_page.format(number=number) if p.subscribe_page else None)
+        try:
+            await self.api.send_subscribe(row.openid, template_id, self._subscription_data(row, str(number)), page)
+        except WeChatAPIError as exc:
+            if exc.errcode == SUBSCRIPTION_REFUSED_ERRCODE:
+                state.subscription_of[key] = subscriptions.Subscription("reject", 0)
+                state.writes.append(("refused", row, template_id, self.clock.now()))
+                return f"WeChat refused 订阅通知 {template_id} ({exc})"
+            if exc.errcode == INVALID_DATA_ERRCODE:
+                log.error(
+                    "outbox %s: 订阅通知 %s refused the data (%s): check push.subscribe_*_field",
+                    row.id,
+                    template_id,
+                    exc,
+                )
+                return f"订阅通知 {template_id} refused the data ({exc}); check push.subscribe_*_field"
+            raise
+        if one_off:
+            state.subscription_of[key] = subscriptions.Subscription(found.status, found.grants - 1)
+            state.writes.append(("spend", row, template_id))
+        return SENT
+
+    def _subscription_data(self, row: _Row, number: str) -> dict[str, dict[str, str]]:
+        """The template's fields, each value made to fit its field's type (WeChat refuses what does not: 47003)."""
+        p, payload = self.push, row.payload
+        text = _notice_text(row.kind, payload)
+        if p.subscribe_text_field and len(text) > _field_limit(p.subscribe_text_field, len(text)):
+            text = self.texts("push.subscribe_more")  # a notice is rarely this short: the page has it whole
+        status = payload.get("status_text") or ""
+        if not status or (p.subscribe_status_field and len(status) > _field_limit(p.subscribe_status_field, 99)):
+            status = self.texts("push.status_unknown")  # a cut status would say something else
+        values = {
+            p.subscribe_number_field: number,
+            p.subscribe_status_field: status,
+            p.subscribe_text_field: text,
+            p.subscribe_time_field: row.created_at.astimezone(self.tz).strftime("%Y-%m-%d %H:%M"),
+        }
+        return {name: {"value": _fit(name, value)} for name, value in values.items() if name}
 
     async def _call_api(self, kind: str, openid: str, payload: dict[str, Any]) -> None:
         if kind == "text":
@@ -645,6 +732,10 @@ class OutboxWorker:
                         lost.append((row, outcome))
                 elif write[0] == "count":
                     counts.append((write[1], write[2]))
+                elif write[0] == "spend":
+                    await subscriptions.spend(tx, write[1].id, write[2])
+                elif write[0] == "refused":
+                    await subscriptions.refused(tx, write[1].id, write[2], write[3])
                 else:
                     await self._release(tx, write[1])
             if sent:
@@ -710,6 +801,31 @@ def _window_of(tx: Tx, r: Any) -> _Window | None:
     return _Window(
         tx.dt(r["last_message_at"]), tx.dt(r["last_event_at"]), r["cs_sent_since_message"], r["cs_sent_since_event"]
     )
+
+
+# The longest value each 订阅通知 field type takes, in characters (WeChat's limits for official accounts).
+_FIELD_LIMITS = {
+    "thing": 20,
+    "character_string": 32,
+    "phrase": 5,
+    "name": 10,
+    "letter": 32,
+    "symbol": 5,
+    "number": 32,
+    "phone_number": 17,
+    "car_number": 8,
+}
+
+
+def _field_limit(field: str, default: int) -> int:
+    return _FIELD_LIMITS.get(field.rstrip("0123456789"), default)
+
+
+def _fit(field: str, value: str) -> str:
+    limit = _field_limit(field, len(value))
+    if len(value) <= limit:
+        return value
+    return value[: limit - 1] + "…" if field.startswith("thing") else value[:limit]
 
 
 def _notice_text(kind: str, payload: dict[str, Any]) -> str:

@@ -38,6 +38,23 @@ class Resident(Base):
     cs_sent_since_event: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
 
+class Subscription(Base):
+    """A resident's answer to a 订阅通知 template (WeChat's subscribe_msg_popup_event / _change_event): a notice
+    outside the customer-service window may go as that template while it is accepted. For a one-off template
+    (一次性订阅) `grants` counts the notices its acceptances still allow; a long-term one ignores it."""
+
+    __tablename__ = "subscriptions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    openid: Mapped[str] = mapped_column(String(64))
+    template_id: Mapped[str] = mapped_column(String(128))
+    # accept · reject
+    status: Mapped[str] = mapped_column(String(16))
+    grants: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("openid", "template_id", name="uq_subscriptions_openid_template"),)
+
+
 class InboundMessage(Base):
     """One processed WeChat delivery. The unique dedupe key makes a retry find the first answer."""
 

@@ -310,3 +310,180 @@ async def test_faults_can_target_one_resident(api, fake):
     assert await errcode_of(api.send_text("o-2", "二号出错")) == 45009
     await api.send_text("o-2", "二号恢复")
     assert [m["content"] for m in fake.sent] == ["一号不受影响", "二号恢复"]
+
+
+# --- 订阅通知 (subscribe/bizsend) -------------------------------------------------------------------
+
+BIZSEND = "cgi-bin/message/subscribe/bizsend"
+NOTICE = {
+    "character_string1": {"value": "XF20261201-0001"},
+    "phrase2": {"value": "已受理"},
+    "thing3": {"value": "小区噪音投诉"},
+    "time4": {"value": "2026-12-01 10:00"},
+}
+
+
+async def notify(api, openid: str = "o-1", template_id: str = "TPL_A", data: dict | None = None) -> dict:
+    return await api.send_subscribe(openid, template_id, data or NOTICE)
+
+
+async def test_a_long_term_subscription_allows_repeated_notices(api, fake):
+    fake.record_subscription("o-1", "TPL_A")
+    first = await notify(api)
+    second = await notify(api)
+    assert first["errcode"] == 0 and second["msgid"] != first["msgid"]
+    assert [(m["api"], m["msgtype"], m["content"]) for m in fake.sent] == [("subscribe/bizsend", "subscribe", None)] * 2
+    assert fake.sent[0]["payload"] == {"touser": "o-1", "template_id": "TPL_A", "data": NOTICE}
+    assert fake.subscriptions_of("o-1")["TPL_A"].long_term
+
+
+async def test_a_one_off_grant_allows_exactly_one_notice(api, fake):
+    fake.record_subscription("o-1", "TPL_ONCE", one_off=True)
+    await notify(api, template_id="TPL_ONCE")
+    assert await errcode_of(notify(api, template_id="TPL_ONCE")) == 43101
+    fake.record_subscription("o-1", "TPL_ONCE", "accept", one_off=True)
+    fake.record_subscription("o-1", "TPL_ONCE", "accept", one_off=True)
+    await notify(api, template_id="TPL_ONCE")
+    await notify(api, template_id="TPL_ONCE")
+    assert await errcode_of(notify(api, template_id="TPL_ONCE")) == 43101
+    assert len(fake.sent) == 3
+    assert fake.subscriptions_of("o-1") == {}  # nothing left once the grants are spent
+
+
+async def test_no_or_rejected_subscription_is_refused(api, fake):
+    assert await errcode_of(notify(api)) == 43101
+    fake.record_subscription("o-1", "TPL_A")
+    fake.record_subscription("o-1", "TPL_B", one_off=True)
+    assert await errcode_of(notify(api, openid="o-2")) == 43101  # another resident's consent is not theirs
+    assert await errcode_of(notify(api, template_id="TPL_C")) == 43101  # nor another template's
+    fake.record_subscription("o-1", "TPL_A", "reject")
+    fake.record_subscription("o-1", "TPL_B", "reject")  # a reject drops unspent grants too
+    with pytest.raises(WeChatAPIError) as caught:
+        await notify(api)
+    assert (caught.value.errcode, caught.value.errmsg) == (43101, "user refuse to accept the msg")
+    assert await errcode_of(notify(api, template_id="TPL_B")) == 43101
+    assert fake.sent == [] and fake.subscriptions_of("o-1") == {}
+
+
+async def test_bizsend_checks_openid_template_and_follow(call, api, fake):
+    fake.record_subscription("o-1", "TPL_A")
+    params = {"access_token": await api.access_token()}
+    assert await errcode_of(notify(api, template_id="")) == 40037
+    no_template = {"touser": "o-1", "data": NOTICE}
+    assert (await call("POST", BIZSEND, params=params, json=no_template))["errcode"] == 40037
+    assert await errcode_of(notify(api, openid="")) == 40003
+    fake.record_inbound("o-1", "unsubscribe")
+    assert await errcode_of(notify(api)) == 43004
+    tokenless = await call("POST", BIZSEND, json={"touser": "o-1", "template_id": "TPL_A", "data": NOTICE})
+    assert tokenless["errcode"] == 41001
+    assert fake.sent == []
+
+
+# (a value that passes, a value that fails) per type prefix, at WeChat's documented limits.
+FIELD_CASES = [
+    ("thing1", "诉" * 20, "诉" * 21),
+    ("character_string2", "XF20261201-0001" + "x" * 17, "X" * 33),
+    ("character_string2", "A-1_b.2/#", "编号XF1"),
+    ("character_string2", "XF1", "XF 1"),
+    ("phrase3", "已受理", "已受理完毕了"),
+    ("phrase3", "处理中", "OK"),
+    ("number4", "1" * 32, "1" * 33),
+    ("number4", "3.14", "3,14"),
+    ("letter5", "a" * 32, "a" * 33),
+    ("letter5", "ABCdef", "abc1"),
+    ("symbol6", "-+%!", "%%%%%%"),
+    ("symbol6", "！", "a"),
+    ("name7", "王" * 10, "王" * 11),
+    ("phone_number8", "+86-" + "1" * 13, "1" * 18),
+    ("phone_number8", "0851-12345678", "0851 1234"),
+    ("car_number9", "贵A12345D", "贵A12345DF"),
+    ("amount10", "12.50元", "十二元"),
+    ("amount10", "100", "1.5.0"),
+    ("time11", "2026-12-01 10:00", "2026-12-01"),
+    ("time11", "2026年12月1日 10:00", "明天上午"),
+    ("time11", "15:01", "25:00"),
+    ("date12", "2026-12-01", "2026-13-01"),
+    ("date12", "2026年12月1日", "十二月一日"),
+]
+
+
+@pytest.mark.parametrize(("key", "good", "bad"), FIELD_CASES)
+async def test_subscribe_data_values_are_checked_by_type(api, fake, key, good, bad):
+    fake.record_subscription("o-1", "TPL_A")
+    await notify(api, data={key: {"value": good}})
+    with pytest.raises(WeChatAPIError) as caught:
+        await notify(api, data={key: {"value": bad}, "thing99": {"value": "其他字段无误"}})
+    assert (caught.value.errcode, caught.value.errmsg) == (47003, f"argument invalid! data.{key}.value invalid")
+    assert len(fake.sent) == 1
+
+
+@pytest.mark.parametrize(
+    ("key", "field"),
+    [
+        ("thing3", {"value": ""}),
+        ("thing3", {"value": 17}),
+        ("thing3", {}),
+        ("thing3", "没有包在 value 里"),
+        ("keyword1", {"value": "模板消息的写法"}),  # not a 订阅通知 type
+        ("thing", {"value": "没有编号"}),
+    ],
+)
+async def test_subscribe_values_must_be_non_empty_strings_of_known_types(api, fake, key, field):
+    fake.record_subscription("o-1", "TPL_A", one_off=True)
+    with pytest.raises(WeChatAPIError) as caught:
+        await notify(api, data={**NOTICE, key: field})
+    assert caught.value.errcode == 47003
+    assert f"data.{key}.value" in caught.value.errmsg
+    await notify(api)  # the refused notice did not spend the one-off grant
+
+
+async def test_subscribe_takes_injected_faults(api, fake):
+    fake.record_subscription("o-1", "TPL_A", one_off=True)
+    fake.add_fault(BIZSEND, errcode=45009)
+    assert await errcode_of(notify(api)) == 45009
+    await notify(api)  # the fault came before the grant was looked at
+    assert fake.calls["message/subscribe/bizsend"] == 2
+
+
+async def test_subscription_control_endpoint_and_reset(call, api, fake):
+    body = {"openid": "o-1", "template_id": "TPL_A", "status": "accept", "one_off": False}
+    assert (await call("POST", "subscriptions", json=body))["ok"]
+    assert (await call("POST", "subscriptions", json={"openid": "o-1", "template_id": "TPL_B", "one_off": True}))["ok"]
+    await notify(api)
+    await notify(api)
+    await notify(api, template_id="TPL_B")
+    assert await errcode_of(notify(api, template_id="TPL_B")) == 43101
+    await call("POST", "subscriptions", json={**body, "status": "reject"})
+    assert await errcode_of(notify(api)) == 43101
+
+    await call("POST", "subscriptions", json=body)
+    assert (await call("POST", "reset"))["ok"]
+    assert fake.subscriptions_of("o-1") == {}
+    assert await errcode_of(notify(api)) == 43101
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"openid": "o-1", "template_id": "TPL_A", "status": "maybe"},
+        {"openid": "o-1", "status": "accept"},
+        {"template_id": "TPL_A"},
+        {"openid": "", "template_id": "TPL_A"},
+        {"openid": "o-1", "template_id": 7},
+        {"openid": "o-1", "template_id": "TPL_A", "one_off": "yes"},
+    ],
+)
+async def test_subscription_control_endpoint_refuses_nonsense(http, base_url, fake, body):
+    async with http.post(f"{base_url}/subscriptions", json=body) as resp:
+        assert resp.status == 400
+    async with http.post(f"{base_url}/subscriptions", data=b"[1]") as resp:
+        assert resp.status == 400
+    assert fake.subscriptions_of("o-1") == {}
+
+
+def test_record_subscription_validates(fake):
+    with pytest.raises(ValueError):
+        fake.record_subscription("o-1", "TPL_A", "accepted")
+    with pytest.raises(ValueError):
+        fake.record_subscription("o-1", "", "accept")
+    assert fake.subscriptions_of("o-1") == {}

@@ -16,11 +16,11 @@ from sqlalchemy import select
 from bot import notify
 from bot.cli import main
 from bot.notify import OutboxWorker
-from bot.services import residents
+from bot.services import residents, subscriptions
 from bot.services.outbox import enqueue_text
 from bot.wechat.api import DatabaseTokenStore, WeChatAPI
 from bot.wechat.fake import FakeWeChat
-from storage.models import OutboxMessage, Resident, WechatToken
+from storage.models import OutboxMessage, Resident, Subscription, WechatToken
 
 SEND = "message/custom/send"
 TEMPLATE = "message/template/send"
@@ -256,3 +256,132 @@ def test_templates_are_chosen_per_notice_with_a_default():
         "TM_ANY",
     )
     assert PushSettings().template_for("closed") is None
+
+
+# ---- 订阅通知: the subscription channel outside the window -----------------------------------------------------
+
+SUBSCRIBE = "message/subscribe/bizsend"
+SUB = "SUB_PROGRESS"
+LONG_NOTICE = "您反映的“小区停车收费过高”问题已受理，承办单位将在60日内办理并答复您，请耐心等待。"
+
+
+async def accepted(store, clock, fake, openid: str, template_id: str = SUB, *, one_off: bool = False) -> None:
+    """The resident accepted the template in WeChat's popup: WeChat knows it, and the bot recorded the event."""
+    fake.record_subscription(openid, template_id, "accept", one_off=one_off)
+    async with store.write() as tx:
+        one_off_ids = (template_id,) if one_off else ()
+        await subscriptions.record(tx, openid, [(template_id, "accept", "popup")], clock.now(), one_off=one_off_ids)
+
+
+def subscription_worker(make_worker, *, fallback=("subscribe", "template"), **push):
+    return make_worker(fallback=fallback, subscribe_templates=(f"*={SUB}",), **push)
+
+
+async def subscription_of(db, openid: str) -> Subscription | None:
+    async with db.read() as session:
+        return await session.scalar(select(Subscription).where(Subscription.openid == openid))
+
+
+async def test_outside_the_window_a_notice_goes_as_the_subscription_the_resident_accepted(
+    db, store, clock, fake, make_worker
+):
+    await wrote(store, clock, fake, "o-sub")
+    await accepted(store, clock, fake, "o-sub")
+    clock.advance(hours=49)
+    await notice(store, clock, "o-sub", LONG_NOTICE, url="https://x.example/case")
+    worker = await subscription_worker(make_worker)
+    assert await worker.tick() == 1
+    [sent] = fake.sent
+    body = sent["payload"]
+    assert (sent["api"], body["template_id"], body["page"]) == ("subscribe/bizsend", SUB, "https://x.example/case")
+    local = clock.now().astimezone(worker.tz).strftime("%Y-%m-%d %H:%M")
+    assert body["data"] == {
+        "character_string1": {"value": NUMBER},
+        "phrase2": {"value": "已受理"},
+        "thing3": {"value": worker.texts("push.subscribe_more")},  # the notice is longer than a thing field takes
+        "time4": {"value": local},
+    }
+    assert fake.calls[TEMPLATE] == 0
+    [row] = await rows(db)
+    assert (row.status, row.last_error) == ("sent", None)
+
+
+async def test_a_short_notice_goes_whole_and_the_page_comes_from_the_settings(db, store, clock, fake, make_worker):
+    await accepted(store, clock, fake, "o-short")
+    await notice(store, clock, "o-short", "您的案件已办结，请评价。", notice="closed", status_text="已办结")
+    worker = await subscription_worker(make_worker, subscribe_page="https://x.example/c/{number}")
+    assert await worker.tick() == 1  # no resident record at all: WeChat says 45015, the subscription carries it
+    [sent] = [m for m in fake.sent if m["api"] == "subscribe/bizsend"]
+    assert sent["payload"]["data"]["thing3"] == {"value": "您的案件已办结，请评价。"}
+    assert sent["payload"]["page"] == f"https://x.example/c/{NUMBER}"
+
+
+async def test_without_an_accepted_subscription_the_template_carries_the_notice(db, store, clock, fake, make_worker):
+    await wrote(store, clock, fake, "o-none")
+    clock.advance(hours=49)
+    await notice(store, clock, "o-none")
+    assert await (await subscription_worker(make_worker)).tick() == 1
+    assert fake.calls[SUBSCRIBE] == 0  # our record knew: no doomed attempt
+    assert [m["api"] for m in fake.sent] == ["template/send"]
+
+
+async def test_a_subscription_wechat_refuses_falls_back_and_is_recorded_as_rejected(
+    db, store, clock, fake, make_worker
+):
+    await wrote(store, clock, fake, "o-gone")
+    async with store.write() as tx:  # the bot's record says accepted; WeChat knows the resident turned it off
+        await subscriptions.record(tx, "o-gone", [(SUB, "accept", "popup")], clock.now())
+    clock.advance(hours=49)
+    await notice(store, clock, "o-gone")
+    worker = await subscription_worker(make_worker)
+    assert await worker.tick() == 1
+    assert fake.calls[SUBSCRIBE] == 1
+    assert [m["api"] for m in fake.sent] == ["template/send"]
+    assert (await subscription_of(db, "o-gone")).status == "reject"
+    await notice(store, clock, "o-gone", "第二条通知")
+    assert await worker.tick() == 1
+    assert fake.calls[SUBSCRIBE] == 1  # not asked again: the record was corrected
+    assert [m["api"] for m in fake.sent] == ["template/send", "template/send"]
+
+
+async def test_a_one_off_acceptance_carries_exactly_one_notice(db, store, clock, fake, make_worker):
+    await wrote(store, clock, fake, "o-once")
+    await accepted(store, clock, fake, "o-once", one_off=True)
+    clock.advance(hours=49)
+    await notice(store, clock, "o-once", "第一条通知")
+    await notice(store, clock, "o-once", "第二条通知")
+    worker = await subscription_worker(make_worker, subscribe_one_off=(SUB,))
+    assert await worker.tick() == 2
+    assert [m["api"] for m in fake.sent] == ["subscribe/bizsend", "template/send"]
+    assert fake.calls[SUBSCRIBE] == 1  # the used-up acceptance was known in the same tick
+    assert (await subscription_of(db, "o-once")).grants == 0
+    await accepted(store, clock, fake, "o-once", one_off=True)  # accepted again: one more
+    await notice(store, clock, "o-once", "第三条通知")
+    assert await worker.tick() == 1
+    assert fake.sent[-1]["api"] == "subscribe/bizsend"
+
+
+async def test_when_no_channel_can_carry_a_notice_it_fails_with_every_reason(db, store, clock, fake, make_worker):
+    await wrote(store, clock, fake, "o-nothing")
+    clock.advance(hours=49)
+    await notice(store, clock, "o-nothing")
+    worker = await subscription_worker(make_worker, fallback=("subscribe",))
+    assert await worker.tick() == 0
+    [row] = await rows(db)
+    assert row.status == "failed"
+    assert f"the resident has not accepted 订阅通知 {SUB}" in row.last_error
+    assert "window closed (tracked)" in row.last_error
+    assert fake.sent == []
+
+
+async def test_values_are_made_to_fit_their_field_types(db, store, clock, fake, make_worker):
+    await accepted(store, clock, fake, "o-fit")
+    await notice(store, clock, "o-fit", "短通知", status_text="已转交有关部门办理")  # longer than a phrase takes
+    worker = await subscription_worker(make_worker, subscribe_status_field="phrase2", subscribe_time_field="")
+    assert await worker.tick() == 1  # the fake refuses (47003) any value over its type's limit
+    [sent] = fake.sent
+    assert sent["payload"]["data"] == {
+        "character_string1": {"value": NUMBER},
+        "phrase2": {"value": "有新进展"},  # cut to five characters it would say something else
+        "thing3": {"value": "短通知"},
+    }

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 
 import aiohttp
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
 
 from bot.clock import FakeClock
 from bot.config import Settings
@@ -190,6 +193,69 @@ async def test_template_message_without_template_id(api, fake):
         await api.send_template("o-1", "", {})
     assert caught.value.errcode == 40037
     assert fake.sent == []
+
+
+@pytest.fixture
+async def wire(http, fake, clock):
+    """An API client and, for each request it made to the fake: (method, path, query, JSON body)."""
+    seen: list[tuple[str, str, dict, object]] = []
+
+    @web.middleware
+    async def capture(request, handler):
+        raw = await request.read()
+        seen.append((request.method, request.path, dict(request.query), json.loads(raw) if raw else None))
+        return await handler(request)
+
+    parent = web.Application(middlewares=[capture])
+    parent.add_subapp("/fake-wechat/", fake.app())
+    server = TestServer(parent, host="127.0.0.1", port=0)
+    await server.start_server()
+    wx = Settings().wechat
+    url = str(server.make_url("/fake-wechat"))
+    api = WeChatAPI(http, base_url=url, app_id=wx.app_id, app_secret=wx.app_secret, backoff_base=0, clock=clock)
+    yield api, seen
+    await server.close()
+
+
+BIZSEND_PATH = "/fake-wechat/cgi-bin/message/subscribe/bizsend"
+NOTICE = {"character_string1": {"value": "XF20261201-0001"}, "phrase2": {"value": "已受理"}}
+
+
+async def test_subscribe_notice_goes_to_bizsend_with_the_token(wire, fake):
+    api, seen = wire
+    fake.record_subscription("o-1", "TPL_A")
+    answer = await api.send_subscribe("o-1", "TPL_A", NOTICE)
+    await api.send_subscribe("o-1", "TPL_A", NOTICE, page="https://example.org/cases/XF20261201-0001")
+    assert answer["errcode"] == 0 and isinstance(answer["msgid"], int)
+    token = await api.access_token()
+    [plain, with_page] = [(path, query, body) for method, path, query, body in seen if path == BIZSEND_PATH]
+    assert plain == (BIZSEND_PATH, {"access_token": token}, {"touser": "o-1", "template_id": "TPL_A", "data": NOTICE})
+    assert with_page[1] == {"access_token": token}
+    assert with_page[2] == {
+        "touser": "o-1",
+        "template_id": "TPL_A",
+        "data": NOTICE,
+        "page": "https://example.org/cases/XF20261201-0001",
+    }
+    assert all(method == "POST" for method, path, *_ in seen if path == BIZSEND_PATH)
+    assert [m["api"] for m in fake.sent] == ["subscribe/bizsend", "subscribe/bizsend"]
+
+
+async def test_subscribe_notice_refused_without_consent(api, fake):
+    with pytest.raises(WeChatAPIError) as caught:
+        await api.send_subscribe("o-1", "TPL_A", NOTICE)
+    assert (caught.value.errcode, caught.value.errmsg) == (43101, "user refuse to accept the msg")
+    assert not caught.value.retryable
+    assert fake.calls["message/subscribe/bizsend"] == 1  # raised as it came, not retried
+    assert fake.sent == []
+
+
+async def test_subscribe_notice_token_rejection_is_refreshed_once(api, fake):
+    fake.record_subscription("o-1", "TPL_A")
+    fake.add_fault("message/subscribe/bizsend", errcode=40001)
+    await api.send_subscribe("o-1", "TPL_A", NOTICE)
+    assert fake.calls["stable_token"] == 2
+    assert len(fake.sent) == 1
 
 
 async def test_media_download_and_expiry(api, fake, clock):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.context import Ctx
 from bot.dialogs import ENGINE
 from bot.handlers import resident
-from bot.services import drafts, residents
+from bot.services import drafts, residents, subscriptions
 from bot.wechat.inbound import Inbound
 
 # The custom menu's CLICK buttons: key, the text key of the button's name, and what a click does.
@@ -34,14 +34,20 @@ async def handle(ctx: Ctx, msg: Inbound) -> str | None:
         # WeChat asks that a person's data go when they leave: an unsubmitted draft (with their phone
         # number, perhaps) is theirs alone. Submitted cases stay: the law requires the record.
         await residents.set_subscribed(ctx.tx, msg.openid, False, now)
+        await subscriptions.forget(ctx.tx, msg.openid)
         if (state := await drafts.get(ctx.tx, msg.openid)) is not None:
             await drafts.discard(ctx.tx, state)
         return None
     # A click or a scan opens only the short event window (a follow is recorded above).
     await residents.seen(ctx.tx, msg.openid, now, interaction=msg.is_interaction, kind="event")
+    if msg.subscriptions:
+        # 订阅通知: what the resident chose for each template decides whether notices may go as one.
+        choices = [(c.template_id, c.status, c.source) for c in msg.subscriptions]
+        await subscriptions.record(ctx.tx, msg.openid, choices, now, one_off=ctx.settings.push.subscribe_one_off)
+        return None
     if msg.event == "click" and (action := CLICK_KEYS.get(msg.event_key or "")):
         reply = await action(ctx)
         # Looking something up from the menu mid-dialog: say where they were (starting again offers the draft).
         return reply if action is resident.start_complaint else await _with_reminder(ctx, reply)
-    # SCAN, LOCATION, VIEW, TEMPLATESENDJOBFINISH, subscription-message events …: nothing to say.
+    # SCAN, LOCATION, VIEW, TEMPLATESENDJOBFINISH …: nothing to say.
     return None

@@ -1,19 +1,22 @@
 """A faithful fake of the WeChat API for development mode, the simulator and tests.
 
 It answers with WeChat's shapes and errcodes and enforces the rules that bite in production: tokens that
-expire and rotate, the customer-service window and its quotas, the text size limit and media that expires.
+expire and rotate, the customer-service window and its quotas, the text size limit, media that expires, and
+订阅通知 (subscribe/bizsend) that only reach a resident who accepted the template, with its data values checked.
 Faults (errcodes, HTTP errors, delays) can be injected per path. State lives in memory: a one-process dev fake.
 
 Mounted by the main app with `app.add_subapp("/fake-wechat/", fake.app())`; control endpoints that WeChat does
-not have (`sent`, `inbound`, `faults`, `media`, `reset`) sit beside the API under the same prefix. So does
-`video/download/<media_id>?vkey=…`, the download host of WeChat's temporary video links (media/get answers a
-video with `{"video_url": …}`); its absolute URL is built from the request, wherever the fake is mounted.
+not have (`sent`, `inbound`, `subscriptions`, `faults`, `media`, `reset`) sit beside the API under the same
+prefix. So does `video/download/<media_id>?vkey=…`, the download host of WeChat's temporary video links
+(media/get answers a video with `{"video_url": …}`); its absolute URL is built from the request, wherever the
+fake is mounted.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import re
 import secrets
 from collections import Counter
 from collections.abc import Awaitable, Callable
@@ -34,6 +37,8 @@ CUSTOM_MSGTYPES = frozenset(
 )
 QR_ACTIONS = frozenset({"QR_SCENE", "QR_STR_SCENE", "QR_LIMIT_SCENE", "QR_LIMIT_STR_SCENE"})
 INBOUND_KINDS = ("message", "event", "unsubscribe")
+# What a resident answered in a 订阅通知 popup (or later in the settings) for one template.
+SUBSCRIPTION_STATUSES = ("accept", "reject")
 # The endpoint serving a video's temporary download link: its name for faults (`add_fault`) and `calls`.
 VIDEO_DOWNLOAD = "video/download"
 
@@ -69,6 +74,15 @@ class _Fault:
     delay_seconds: float
     times: int
     touser: str | None
+
+
+@dataclass
+class Subscription:
+    """A resident's consent to one 订阅通知 template: long-term (sends until rejected) and/or one-off grants (one
+    send per acceptance)."""
+
+    long_term: bool = False
+    grants: int = 0
 
 
 @dataclass
@@ -115,13 +129,15 @@ class FakeWeChat:
         )
 
     def reset(self) -> None:
-        """Forget messages, windows, faults and media. Tokens survive so a running bot is not disturbed."""
+        """Forget messages, windows, subscriptions, faults and media. Tokens survive so a running bot is not
+        disturbed."""
         self.sent: list[dict] = []
         self.calls: Counter[str] = Counter()
         self.menu: dict | None = None
         self.qrcodes: dict[str, str | int] = {}
         self._windows: dict[str, dict[str, _Window]] = {}
         self._unsubscribed: set[str] = set()
+        self._subscriptions: dict[str, dict[str, Subscription]] = {}  # openid → template id → consent
         self._faults: dict[str, list[_Fault]] = {}
         self._media: dict[str, _Media] = {}
         self._video_links: dict[str, _VideoLink] = {}  # by vkey
@@ -138,6 +154,34 @@ class FakeWeChat:
             return
         self._unsubscribed.discard(openid)
         self._windows.setdefault(openid, {})[kind] = _Window(opened_at=self.clock.now())
+
+    def record_subscription(
+        self, openid: str, template_id: str, status: str = "accept", *, one_off: bool = False
+    ) -> None:
+        """The resident answered a 订阅通知 popup (or changed it in the settings) for `template_id`: "accept" makes a
+        long-term subscription, or with `one_off` adds one grant (one bizsend); "reject" removes it, grants and all."""
+        if not isinstance(openid, str) or not openid:
+            raise ValueError("openid must be a non-empty string")
+        if not isinstance(template_id, str) or not template_id:
+            raise ValueError("template_id must be a non-empty string")
+        if status not in SUBSCRIPTION_STATUSES:
+            raise ValueError(f"status must be one of {SUBSCRIPTION_STATUSES}, got {status!r}")
+        if not isinstance(one_off, bool):
+            raise ValueError(f"one_off must be true or false, got {one_off!r}")
+        mine = self._subscriptions.setdefault(openid, {})
+        if status == "reject":
+            mine.pop(template_id, None)
+            return
+        subscription = mine.setdefault(template_id, Subscription())
+        if one_off:
+            subscription.grants += 1
+        else:
+            subscription.long_term = True
+
+    def subscriptions_of(self, openid: str) -> dict[str, Subscription]:
+        """The resident's current subscriptions by template id (copies)."""
+        mine = self._subscriptions.get(openid, {})
+        return {tid: Subscription(s.long_term, s.grants) for tid, s in mine.items()}
 
     def add_fault(
         self,
@@ -172,6 +216,7 @@ class FakeWeChat:
             ("POST", "stable_token"): (self._stable_token, False),
             ("POST", "message/custom/send"): (self._custom_send, True),
             ("POST", "message/template/send"): (self._template_send, True),
+            ("POST", "message/subscribe/bizsend"): (self._subscribe_send, True),
             ("GET", "media/get"): (self._media_get, True),
             ("POST", "qrcode/create"): (self._qrcode_create, True),
             ("POST", "menu/create"): (self._menu_create, True),
@@ -182,6 +227,7 @@ class FakeWeChat:
         app.router.add_get(f"/{VIDEO_DOWNLOAD}/{{media_id}}", video, name="video-download")
         app.router.add_get("/sent", self._ctl_sent)
         app.router.add_post("/inbound", self._ctl_inbound)
+        app.router.add_post("/subscriptions", self._ctl_subscriptions)
         app.router.add_post("/faults", self._ctl_faults)
         app.router.add_post("/media", self._ctl_media)
         app.router.add_post("/reset", self._ctl_reset)
@@ -344,6 +390,27 @@ class FakeWeChat:
         self._record_sent("template/send", body, "template", None)
         return {"errcode": 0, "errmsg": "ok", "msgid": self._msgid}
 
+    async def _subscribe_send(self, _request: web.Request, body: dict) -> dict:
+        """订阅通知: only to a resident who accepted the template; one-off grants are spent one per message."""
+        if not isinstance(body.get("touser"), str) or not body["touser"]:
+            raise FakeError(40003, "invalid openid")
+        template_id = body.get("template_id")
+        if not isinstance(template_id, str) or not template_id:
+            raise FakeError(40037, "invalid template_id")
+        if body["touser"] in self._unsubscribed:
+            raise FakeError(43004, "require subscribe")
+        _check_subscribe_data(body.get("data"))
+        subscription = self._subscriptions.get(body["touser"], {}).get(template_id)
+        if subscription is None or not (subscription.long_term or subscription.grants > 0):
+            raise FakeError(43101, "user refuse to accept the msg")
+        if not subscription.long_term:
+            subscription.grants -= 1
+            if subscription.grants == 0:
+                del self._subscriptions[body["touser"]][template_id]
+        self._msgid += 1
+        self._record_sent("subscribe/bizsend", body, "subscribe", None)
+        return {"errcode": 0, "errmsg": "ok", "msgid": self._msgid}
+
     # --- media, QR codes, menu ----------------------------------------------------------------------------
 
     def _live_media(self, media_id: str) -> _Media | None:
@@ -425,6 +492,16 @@ class FakeWeChat:
             raise web.HTTPBadRequest(text=f"need openid and kind: {exc}") from None
         return web.json_response({"ok": True})
 
+    async def _ctl_subscriptions(self, request: web.Request) -> web.Response:
+        body = await _ctl_body(request)
+        try:
+            self.record_subscription(
+                body["openid"], body["template_id"], body.get("status", "accept"), one_off=body.get("one_off", False)
+            )
+        except (KeyError, ValueError) as exc:
+            raise web.HTTPBadRequest(text=f"need openid, template_id, status (accept|reject), one_off: {exc}") from None
+        return web.json_response({"ok": True})
+
     async def _ctl_faults(self, request: web.Request) -> web.Response:
         body = await _ctl_body(request)
         names = ("errcode", "http_status", "delay_seconds", "times", "touser")
@@ -461,3 +538,65 @@ async def _ctl_body(request: web.Request) -> dict:
         return await _json_body(request)
     except FakeError:
         raise web.HTTPBadRequest(text="expected a JSON object") from None
+
+
+# --- 订阅通知 data values, as WeChat documents their limits ------------------------------------------------------
+
+_ASCII_SYMBOLS = re.escape("!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~")
+_DATE_FORMATS = ("%Y-%m-%d", "%Y/%m/%d", "%Y年%m月%d日", "%Y.%m.%d")
+_TIME_FORMATS = ("%H:%M", "%H:%M:%S")
+_DATETIME_FORMATS = tuple(f"{d} {t}" for d in _DATE_FORMATS for t in _TIME_FORMATS) + tuple(
+    f"{d}{t}" for d in ("%Y年%m月%d日",) for t in _TIME_FORMATS
+)
+
+
+def _parses(value: str, formats: tuple[str, ...]) -> bool:
+    """`value` in one of `formats`, or a span of two such points joined by "~" (WeChat allows both)."""
+    parts = value.split("~")
+    if len(parts) > 2:
+        return False
+    for part in parts:
+        for fmt in formats:
+            try:
+                datetime.strptime(part.strip(), fmt)
+                break
+            except ValueError:
+                continue
+        else:
+            return False
+    return True
+
+
+def _is_symbols(value: str) -> bool:
+    return all(not ch.isalnum() and not ch.isspace() for ch in value)
+
+
+# The key's type prefix (`thing3` → thing) → is this value acceptable?
+SUBSCRIBE_VALUE_RULES: dict[str, Callable[[str], bool]] = {
+    "thing": lambda v: len(v) <= 20,
+    "character_string": lambda v: len(v) <= 32 and re.fullmatch(f"[0-9A-Za-z{_ASCII_SYMBOLS}]+", v) is not None,
+    "phrase": lambda v: len(v) <= 5 and re.fullmatch(r"[\u3400-\u4dbf\u4e00-\u9fff]+", v) is not None,
+    "number": lambda v: len(v) <= 32 and re.fullmatch(r"[0-9]+(\.[0-9]+)?", v) is not None,
+    "letter": lambda v: len(v) <= 32 and re.fullmatch("[A-Za-z]+", v) is not None,
+    "symbol": lambda v: len(v) <= 5 and _is_symbols(v),
+    "name": lambda v: len(v) <= 10,
+    "phone_number": lambda v: len(v) <= 17 and re.fullmatch(r"[0-9+\-]+", v) is not None,
+    "car_number": lambda v: len(v) <= 8,
+    "amount": lambda v: re.fullmatch(r"[¥￥]?[0-9]+(\.[0-9]+)?元?", v) is not None,
+    "time": lambda v: _parses(v, _DATETIME_FORMATS + _TIME_FORMATS),
+    "date": lambda v: _parses(v, _DATE_FORMATS + _DATETIME_FORMATS),
+}
+_DATA_KEY = re.compile(r"([a-z_]+?)([0-9]+)")
+
+
+def _check_subscribe_data(data: Any) -> None:
+    """Every key a known type prefix plus a number, every value {"value": non-empty string} within its type's
+    limits; else 47003 naming the field, as WeChat does."""
+    if not isinstance(data, dict) or not data:
+        raise FakeError(47003, "argument invalid! data is empty")
+    for key, field in data.items():
+        match = _DATA_KEY.fullmatch(key)
+        rule = SUBSCRIBE_VALUE_RULES.get(match.group(1)) if match else None
+        value = field.get("value") if isinstance(field, dict) else None
+        if rule is None or not isinstance(value, str) or not value or not rule(value):
+            raise FakeError(47003, f"argument invalid! data.{key}.value invalid")

@@ -13,6 +13,17 @@ class Location:
 
 
 @dataclass(frozen=True)
+class SubscriptionChoice:
+    """One template of a 订阅通知 event: what the resident chose (accept · reject), or for a delivery report
+    (subscribe_msg_sent_event) WeChat's status of the message sent (success · failed:user block · …)."""
+
+    template_id: str
+    status: str
+    # The popup's or the settings page's answer (popup · change), or a delivery report (sent).
+    source: str
+
+
+@dataclass(frozen=True)
 class Inbound:
     openid: str
     # text · image · voice · video · shortvideo · location · link · event · other
@@ -26,6 +37,8 @@ class Inbound:
     text: str | None = None
     media_id: str | None = None
     location: Location | None = None
+    # The 订阅通知 events (subscribe_msg_popup_event · _change_event · _sent_event): one entry per template.
+    subscriptions: tuple[SubscriptionChoice, ...] = ()
 
     @property
     def dedupe_key(self) -> str:

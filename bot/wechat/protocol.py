@@ -16,7 +16,7 @@ from wechatpy import parse_message
 from wechatpy.crypto import WeChatCrypto
 from wechatpy.replies import TextReply
 
-from bot.wechat.inbound import Inbound, Location
+from bot.wechat.inbound import Inbound, Location, SubscriptionChoice
 
 
 class Refused(Exception):
@@ -132,7 +132,12 @@ def _to_inbound(msg, fields: dict) -> Inbound:
         if event == "location":
             location = Location(msg.latitude, msg.longitude, "")
         return Inbound(
-            kind="event", event=event, event_key=key if isinstance(key, str) else None, location=location, **common
+            kind="event",
+            event=event,
+            event_key=key if isinstance(key, str) else None,
+            location=location,
+            subscriptions=_subscription_choices(event, fields),
+            **common,
         )
     if kind not in _MESSAGE_KINDS:
         return Inbound(kind="other", msg_id=_msg_id(fields), **common)
@@ -149,6 +154,34 @@ def _to_inbound(msg, fields: dict) -> Inbound:
     elif kind == "link":
         extra["text"] = msg.url
     return Inbound(kind=kind, msg_id=_msg_id(fields), **common, **extra)
+
+
+# 订阅通知 events (wechatpy 1.x does not parse them): the element holding their <List> items, what each item's
+# status is read from, and what the choice is called on the Inbound.
+_SUBSCRIPTION_EVENTS = {
+    "subscribe_msg_popup_event": ("SubscribeMsgPopupEvent", "SubscribeStatusString", "popup"),
+    "subscribe_msg_change_event": ("SubscribeMsgChangeEvent", "SubscribeStatusString", "change"),
+    "subscribe_msg_sent_event": ("SubscribeMsgSentEvent", "ErrorStatus", "sent"),
+}
+
+
+def _subscription_choices(event: str, fields: dict) -> tuple[SubscriptionChoice, ...]:
+    """The templates of a 订阅通知 event; items without a template id or status are dropped, not guessed."""
+    if event not in _SUBSCRIPTION_EVENTS:
+        return ()
+    element, status_field, source = _SUBSCRIPTION_EVENTS[event]
+    body = fields.get(element)
+    items = body.get("List") if isinstance(body, dict) else None
+    if isinstance(items, dict):  # xmltodict: one <List> is a dict, several a list
+        items = [items]
+    choices = []
+    for item in items if isinstance(items, list) else []:
+        if not isinstance(item, dict):
+            continue
+        template_id, status = item.get("TemplateId"), item.get(status_field)
+        if isinstance(template_id, str) and template_id and isinstance(status, str) and status:
+            choices.append(SubscriptionChoice(template_id.strip(), status.strip().lower(), source))
+    return tuple(choices)
 
 
 def _msg_id(fields: dict) -> int | None:

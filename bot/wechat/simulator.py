@@ -2,7 +2,8 @@
 it in safe mode, posts it, and decrypts the passive reply. Used by `frontdoor chat`, the tests and the bench.
 
 Before delivering a resident's message it tells the fake WeChat API (when given) that the resident interacted,
-because on the real platform that is what opens the 48-hour customer-service window.
+because on the real platform that is what opens the 48-hour customer-service window. Likewise a resident's
+answer to a 订阅通知 popup is recorded in the fake before its event reaches the webhook.
 """
 
 from __future__ import annotations
@@ -80,6 +81,35 @@ def event_xml(openid: str, event: str, key: str | None = None, **kw) -> str:
     if key is not None:
         fields["EventKey"] = key
     return message_xml(openid, "event", fields, **kw)
+
+
+# The 订阅通知 events and the element holding their <List> items (one per template).
+SUBSCRIPTION_EVENTS = {
+    "subscribe_msg_popup_event": "SubscribeMsgPopupEvent",
+    "subscribe_msg_change_event": "SubscribeMsgChangeEvent",
+    "subscribe_msg_sent_event": "SubscribeMsgSentEvent",
+}
+# PopupScene of a popup shown on the account's web page.
+POPUP_SCENE = 2
+# ErrorStatus of a subscribe_msg_sent_event → its ErrorCode by default (0 is WeChat's; the others *unverified*:
+# pass error_code to subscription_report when a test depends on it).
+SENT_ERROR_CODES = {"success": 0, "failed:user block": 20004, "failed:system failed": 20001}
+
+
+def subscription_event_xml(
+    openid: str, event: str, items: list[dict[str, str | int]], *, created: int | None = None
+) -> str:
+    """A 订阅通知 event: one <List> per item (TemplateId, SubscribeStatusString, PopupScene; or for the sent event
+    TemplateId, MsgID, ErrorCode, ErrorStatus), wrapped the same way even when there is only one."""
+    element = SUBSCRIPTION_EVENTS.get(event)
+    if element is None:
+        raise ValueError(f"event must be one of {sorted(SUBSCRIPTION_EVENTS)}, got {event!r}")
+    lists = []
+    for item in items:
+        fields = (f"<{k}>{_cdata(v) if isinstance(v, str) else escape(str(v))}</{k}>" for k, v in item.items())
+        lists.append("<List>" + "".join(fields) + "</List>")
+    xml = message_xml(openid, "event", {"Event": event}, created=created)
+    return xml.removesuffix("</xml>") + f"<{element}>{''.join(lists)}</{element}></xml>"
 
 
 def nonce() -> str:
@@ -209,6 +239,50 @@ class Resident:
 
     async def location(self, lat: float, lng: float, label: str) -> str | None:
         return await self._deliver(location_xml(self.openid, lat, lng, label, created=self._created()), "message")
+
+    async def subscribe(
+        self, choices: dict[str, str], *, one_off: bool = False, event: str = "subscribe_msg_popup_event"
+    ) -> str | None:
+        """Answer a 订阅通知 popup (or, with event="subscribe_msg_change_event", change it in the settings):
+        `choices` maps template id → "accept" / "reject". As on WeChat the choice counts before the account hears
+        of it: each is recorded in the fake first, then one event carries them all. It opens no service window."""
+        if event not in ("subscribe_msg_popup_event", "subscribe_msg_change_event"):
+            raise ValueError(f"a resident answers with a popup or change event, not {event!r}")
+        if not choices or any(status not in ("accept", "reject") for status in choices.values()):
+            raise ValueError(f"choices must map template ids to 'accept' or 'reject', got {choices!r}")
+        if self.fake_api_url:
+            for template_id, status in choices.items():
+                body = {"openid": self.openid, "template_id": template_id, "status": status, "one_off": one_off}
+                async with self.http.post(f"{self.fake_api_url}/subscriptions", json=body) as resp:
+                    resp.raise_for_status()
+        items: list[dict[str, str | int]] = []
+        for template_id, status in choices.items():
+            item: dict[str, str | int] = {"TemplateId": template_id, "SubscribeStatusString": status}
+            if event == "subscribe_msg_popup_event":
+                item["PopupScene"] = POPUP_SCENE
+            items.append(item)
+        return await self._deliver(subscription_event_xml(self.openid, event, items, created=self._created()), None)
+
+    async def subscription_report(
+        self, template_id: str, status: str = "success", *, error_code: int | None = None, msg_id: int | None = None
+    ) -> str | None:
+        """WeChat's report on a 订阅通知 sent to this resident (subscribe_msg_sent_event; ErrorStatus `status`:
+        "success", "failed:user block", "failed:system failed"). A block is the resident's refusal: it is recorded
+        in the fake as a reject first, so later sends get 43101 as on WeChat. It opens no service window."""
+        if status not in SENT_ERROR_CODES:
+            raise ValueError(f"status must be one of {sorted(SENT_ERROR_CODES)}, got {status!r}")
+        if self.fake_api_url and status == "failed:user block":
+            body = {"openid": self.openid, "template_id": template_id, "status": "reject"}
+            async with self.http.post(f"{self.fake_api_url}/subscriptions", json=body) as resp:
+                resp.raise_for_status()
+        item: dict[str, str | int] = {
+            "TemplateId": template_id,
+            "MsgID": msg_id or next(_msg_ids),
+            "ErrorCode": SENT_ERROR_CODES[status] if error_code is None else error_code,
+            "ErrorStatus": status,
+        }
+        xml = subscription_event_xml(self.openid, "subscribe_msg_sent_event", [item], created=self._created())
+        return await self._deliver(xml, None)
 
     async def event(self, event: str, key: str | None = None) -> str | None:
         # Only a click, a follow or a scan opens a window; an unfollow closes the door entirely.
