@@ -123,6 +123,9 @@ class RoutingSettings:
         "其他=民事",
     )
     pools: tuple[str, ...] = ("小事=法律明白人", "民事=法律顾问", "难事=司法机构")
+    # 属地: "street/category=lead unit", "street/*=lead unit" for every other category of that street (街道/乡镇).
+    # A case whose place names the street goes to that unit rather than to the one `units` gives its category.
+    by_street: tuple[str, ...] = ()
 
     def table(self, name: str) -> dict[str, str]:
         return dict(item.split("=", 1) for item in getattr(self, name))
@@ -428,6 +431,12 @@ def validate(s: Settings) -> None:
             key, _, value = item.partition("=")
             if not key.strip() or not value.strip():
                 raise ConfigError(f"setting routing.{name}: {item!r} is not of the form key=value")
+    for item in s.routing.by_street:
+        if not re.fullmatch(r"[^/=\s]+/[^/=]+=[^=]+", item.strip()):
+            raise ConfigError(f"setting routing.by_street: {item!r} is not of the form street/category=unit")
+        category = item.split("/", 1)[1].split("=", 1)[0].strip()
+        if category != "*" and category not in s.complaint.categories:
+            raise ConfigError(f"setting routing.by_street: {category!r} in {item!r} is not one of complaint.categories")
     pools = s.routing.table("pools")
     for category, tier in s.routing.table("tiers").items():
         if tier not in pools:

@@ -7,6 +7,8 @@ import pytest
 
 from bot.cli import main
 from bot.config import ConfigError, load_settings
+from bot.services import routing
+from tests.conftest import start_harness
 from tests.test_lifecycle import case_of, filed
 
 
@@ -33,3 +35,38 @@ async def test_route_assigns_by_the_rules_and_tier_can_be_changed(harness, capsy
 def test_a_tier_without_a_pool_is_a_configuration_error():
     with pytest.raises(ConfigError, match=r"routing\.tiers"):
         load_settings(os.devnull, env={"FRONTDOOR_ROUTING_TIERS": "邻里纠纷=小事,其他=大事"})
+
+
+def by_street(*rules: str):
+    return load_settings(os.devnull, env={"FRONTDOOR_ROUTING_BY_STREET": ",".join(rules)})
+
+
+def test_the_street_a_place_names_routes_before_the_category():
+    settings = by_street(
+        "云城街道/物业与停车=云城街道办事处", "云城街道/*=云城街道综治中心", "百花湖镇/*=百花湖镇人民政府"
+    )
+    assert routing.lead_unit(settings, "物业与停车", "白云区云城街道某某小区3栋") == "云城街道办事处"
+    assert routing.lead_unit(settings, "邻里纠纷", "云城街道某某小区3栋") == "云城街道综治中心"  # the street's "*"
+    assert routing.lead_unit(settings, "土地与征收", "观山湖区百花湖镇某村") == "百花湖镇人民政府"
+    assert routing.lead_unit(settings, "物业与停车", "某某路12号") == "街道办事处"  # no street named: the category's
+    # The longest street name the place holds wins, whatever the order of the rules.
+    settings = by_street("云城/*=甲单位", "云城街道/*=乙单位")
+    assert routing.lead_unit(settings, "其他", "云城街道某某小区") == "乙单位"
+
+
+def test_a_street_rule_must_name_a_street_and_a_known_category():
+    with pytest.raises(ConfigError, match=r"routing\.by_street"):
+        by_street("物业与停车=云城街道办事处")
+    with pytest.raises(ConfigError, match=r"routing\.by_street.*complaint\.categories"):
+        by_street("云城街道/停车=云城街道办事处")
+
+
+async def test_route_sends_a_case_to_the_unit_of_its_street(db_url, clock, monkeypatch):
+    env = {"FRONTDOOR_ROUTING_BY_STREET": "云城街道/物业与停车=云城街道办事处"}
+    async with start_harness(db_url, clock, **env) as h:
+        number = await filed(h, "o_local")  # filed at 云城街道某某小区3栋
+        for name, value in {**env, "FRONTDOOR_DATABASE_URL": h.settings.database.url}.items():
+            monkeypatch.setenv(name, value)
+        assert await asyncio.to_thread(main, ["cases", "accept", number, "--by", "受理员"]) == 0
+        assert await asyncio.to_thread(main, ["cases", "route", number, "--by", "分流员"]) == 0
+        assert (await case_of(h, number)).lead_unit == "云城街道办事处"

@@ -11,6 +11,22 @@ from bot.texts import Texts
 from storage.fast import Tx
 
 
+def lead_unit(settings: Settings, category: str, place: str) -> str | None:
+    """The unit the rules give a case: 属地 first — the street (街道/乡镇) its place names, that street's rule for
+    the category, else its rule for every category ("*") — then the category's unit. Where the place names
+    several streets of the rules, the longest name wins (白云区云城街道 over 云城)."""
+    streets: dict[str, dict[str, str]] = {}
+    for entry in settings.routing.by_street:
+        street, rest = entry.split("/", 1)
+        rule_category, unit = rest.split("=", 1)
+        streets.setdefault(street.strip(), {})[rule_category.strip()] = unit.strip()
+    for street in sorted((s for s in streets if s in place), key=len, reverse=True):
+        rules = streets[street]
+        if unit := rules.get(category) or rules.get("*"):
+            return unit
+    return settings.routing.table("units").get(category)
+
+
 def tier_for(settings: Settings, category: str) -> str | None:
     return settings.routing.table("tiers").get(category)
 
@@ -20,11 +36,12 @@ def pool_for(settings: Settings, tier: str | None) -> str | None:
 
 
 async def route(tx: Tx, number: str, *, by: str, clock: Clock, settings: Settings, texts: Texts) -> lifecycle.Moved:
-    """Assign the case to the lead unit its category maps to (the assign move: ledgered, resident told)."""
-    category = await tx.val("SELECT category FROM cases WHERE number = :number", number=number)
-    if category is None:
+    """Assign the case to the lead unit the rules give it (`lead_unit`; the assign move: ledgered, resident told)."""
+    case = await tx.one("SELECT category, place_label FROM cases WHERE number = :number", number=number)
+    if case is None:
         raise lifecycle.MoveRefused(texts("lifecycle.not_found", number=number))
-    unit = settings.routing.table("units").get(category)
+    category = case["category"]
+    unit = lead_unit(settings, category, case["place_label"] or "")
     if unit is None:
         raise lifecycle.MoveRefused(texts("routing.no_rule", category=category))
     request = lifecycle.Request(action="assign", number=number, by=by, unit=unit)
