@@ -12,6 +12,7 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from bot.clock import Clock
 from bot.config import Settings
+from bot.console import app as console
 from bot.intake import Intake
 from bot.media import MediaWorker
 from bot.notify import OutboxWorker
@@ -35,6 +36,7 @@ OUTBOX = web.AppKey("outbox", OutboxWorker)
 MEDIA = web.AppKey("media", MediaWorker)
 
 FAKE_PREFIX = "/fake-wechat"
+CONSOLE_PREFIX = "/console"
 
 
 def local_base_url(settings: Settings) -> str:
@@ -74,6 +76,7 @@ def build_app(
     app = web.Application()
     app[SETTINGS], app[DB], app[STORE], app[INTAKE] = settings, db, store, intake
     app.add_routes([web.get("/healthz", healthz), *Webhook(settings, intake).routes()])
+    app.add_subapp(CONSOLE_PREFIX + "/", console.build(store=store, settings=settings, texts=texts, clock=clock))
     if settings.wechat.fake_api:
         fake = FakeWeChat.from_settings(settings, clock)
         app[FAKE] = fake

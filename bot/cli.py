@@ -1,4 +1,4 @@
-"""The `frontdoor` command: serve, chat, db, cases, drafts, menu."""
+"""The `frontdoor` command: serve, chat, db, cases, drafts, operator, menu …"""
 
 from __future__ import annotations
 
@@ -158,6 +158,22 @@ def cmd_outbox(args) -> int:
     return asyncio.run(list_outbox(settings, _texts(settings), failed=args.failed, as_json=args.json, limit=args.limit))
 
 
+def cmd_operator(args) -> int:
+    from bot import operator_cli
+
+    settings = _settings(args)
+    texts = _texts(settings)
+    if not _database_ready(settings, texts):
+        return 2
+    if args.action == "add":
+        return asyncio.run(
+            operator_cli.add(settings, texts, args.name, args.role, args.unit, from_stdin=args.password_stdin)
+        )
+    if args.action == "passwd":
+        return asyncio.run(operator_cli.passwd(settings, texts, args.name, from_stdin=args.password_stdin))
+    return asyncio.run(operator_cli.list_operators(settings, texts, as_json=args.json))
+
+
 def cmd_menu(args) -> int:
     from bot.menu import push_menu
 
@@ -245,6 +261,22 @@ def parser() -> argparse.ArgumentParser:
     outbox.add_argument("--json", action="store_true")
     outbox.add_argument("--limit", type=int, default=100)
     outbox.set_defaults(func=cmd_outbox)
+
+    from bot.services.operators import ROLES
+
+    op = sub.add_parser("operator", help="the staff who sign in to the console (/console/)")
+    op_sub = op.add_subparsers(dest="action", required=True)
+    op_add = op_sub.add_parser("add", help="a new operator; the password is asked twice")
+    op_add.add_argument("name")
+    op_add.add_argument("--role", required=True, choices=ROLES)
+    op_add.add_argument("--unit", help="a unit handler's unit (承办单位)")
+    op_pw = op_sub.add_parser("passwd", help="set a new password (signs them out everywhere, lifts a lockout)")
+    op_pw.add_argument("name")
+    for sp in (op_add, op_pw):
+        sp.add_argument("--password-stdin", action="store_true", help="read the password from stdin (scripts)")
+    op_list = op_sub.add_parser("list")
+    op_list.add_argument("--json", action="store_true")
+    op.set_defaults(func=cmd_operator)
 
     menu = sub.add_parser("menu", help="publish the custom menu (投诉 / 我的案件 / 帮助) through the WeChat API")
     menu.add_argument("action", choices=["push"])

@@ -259,6 +259,21 @@ class TextsSettings:
 
 
 @dataclass(frozen=True)
+class ConsoleSettings:
+    # The operator console (bot/console/) at /console/.
+    # A session ends after this many hours without a request (sliding); signing in again starts a new one.
+    session_hours: int = 12
+    # This many failed sign-ins in a row lock the account for lockout_minutes.
+    max_failed_logins: int = 5
+    lockout_minutes: int = 15
+    # Cookies are marked Secure when the request came over HTTPS (directly, or per X-Forwarded-Proto from the
+    # reverse proxy): "auto". "always" for a deployment only ever behind HTTPS, "never" for plain-HTTP testing.
+    secure_cookies: str = "auto"
+    # Cases per inbox page.
+    page_size: int = 50
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -275,6 +290,7 @@ class Settings:
     media: MediaSettings = field(default_factory=MediaSettings)
     fake_wechat: FakeWechatSettings = field(default_factory=FakeWechatSettings)
     texts: TextsSettings = field(default_factory=TextsSettings)
+    console: ConsoleSettings = field(default_factory=ConsoleSettings)
 
     @property
     def is_sqlite(self) -> bool:
@@ -459,6 +475,7 @@ def validate(s: Settings) -> None:
         raise ConfigError(f"setting texts.override_file: file {s.texts.override_file!r} not found")
     _validate_push(s)
     _validate_media(s)
+    _validate_console(s.console)
 
 
 def _validate_deadlines(d: DeadlinesSettings) -> None:
@@ -539,6 +556,17 @@ def _validate_push(s: Settings) -> None:
             f"setting push.token_lease_seconds: must exceed the slowest token fetch ({worst_fetch:.0f} s = "
             "api_timeout_seconds × (api_max_retries + 1))"
         )
+
+
+def _validate_console(c: ConsoleSettings) -> None:
+    if c.session_hours < 1:
+        raise ConfigError("setting console.session_hours: must be at least 1")
+    if c.max_failed_logins < 1 or c.lockout_minutes < 1:
+        raise ConfigError("setting console.max_failed_logins: must be at least 1 (and console.lockout_minutes too)")
+    if c.secure_cookies not in ("auto", "always", "never"):
+        raise ConfigError(f"setting console.secure_cookies: auto, always or never, got {c.secure_cookies!r}")
+    if not 10 <= c.page_size <= 500:
+        raise ConfigError("setting console.page_size: between 10 and 500")
 
 
 def _validate_media(s: Settings) -> None:

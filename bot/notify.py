@@ -33,7 +33,7 @@ from zoneinfo import ZoneInfo
 
 from bot.clock import Clock
 from bot.config import OutboxSettings, PushSettings
-from bot.services import subscriptions
+from bot.services import residents, subscriptions
 from bot.texts import Texts
 from bot.wechat.api import HTTP_ERRCODE, TOKEN_ERRCODES, WeChatAPI, WeChatAPIError
 from storage.fast import Store, Tx, unjs
@@ -542,16 +542,14 @@ class OutboxWorker:
         """ "open", "closed", or "unknown" (no record of this resident: WeChat decides when we try)."""
         if found is None:
             return "unknown"
-        now, p = self.clock.now(), self.push
-        by_message = found.last_message_at is not None and now < found.last_message_at + timedelta(hours=p.window_hours)
-        by_event = found.last_event_at is not None and now < found.last_event_at + timedelta(
-            seconds=p.event_window_seconds
+        return residents.window_state(
+            found.last_message_at,
+            found.last_event_at,
+            found.sent_since_message,
+            found.sent_since_event,
+            now=self.clock.now(),
+            push=self.push,
         )
-        if (by_message and found.sent_since_message < p.window_quota) or (
-            by_event and found.sent_since_event < p.event_window_quota
-        ):
-            return "open"
-        return "closed"
 
     def _spend(self, window: _Window, now: datetime) -> None:
         p = self.push

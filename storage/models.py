@@ -94,12 +94,26 @@ class CaseCounter(Base):
     last: Mapped[int] = mapped_column(Integer)
 
 
+# Predicates of partial indexes: pending outbox rows; cases whose clock is running (bot/services/deadlines.py).
+_PENDING = text("status = 'pending'")
+_RUNNING = text("status IN ('accepted', 'assigned', 'in_progress', 'pending', 'reopened')")
+
+
 class Case(Base):
     __tablename__ = "cases"
     # Repeat detection at intake looks up open cases of a category at one address or one spot on the map.
     __table_args__ = (
         Index("ix_cases_category_place", "category", "place_label"),
         Index("ix_cases_category_latitude", "category", "latitude"),
+        # The console's inbox lists cases with a running clock by that clock's deadline (bot/services/inbox.py
+        # uses the very same expression, so the planners of both databases take this index).
+        Index(
+            "ix_cases_due",
+            text("(CASE WHEN status = 'pending' THEN accept_due_at ELSE handle_due_at END)"),
+            "id",
+            sqlite_where=_RUNNING,
+            postgresql_where=_RUNNING,
+        ),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
@@ -159,9 +173,6 @@ class CaseEvent(Base):
     note: Mapped[str | None] = mapped_column(Text, nullable=True)
 
     case: Mapped[Case] = relationship(back_populates="events")
-
-
-_PENDING = text("status = 'pending'")
 
 
 class OutboxMessage(Base):
@@ -296,3 +307,51 @@ class Summons(Base):
         UniqueConstraint("case_id", "unit", name="uq_summons_case_id_unit"),
         Index("ix_summons_due", "status", "due_at"),
     )
+
+
+class Operator(Base):
+    """A member of staff who signs in to the console (bot/console/). The password is an argon2 hash; repeated
+    failed sign-ins lock the account for a while (settings [console])."""
+
+    __tablename__ = "operators"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    # admin · dispatcher · unit · supervisor · gridworker · viewer (bot/console/roles.py says what each may do)
+    role: Mapped[str] = mapped_column(String(16))
+    # A unit handler's unit (承办单位): they see and act on that unit's cases only.
+    unit: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    password_hash: Mapped[str] = mapped_column(Text)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    failed_logins: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    password_changed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class OperatorSession(Base):
+    """A signed-in browser. The cookie holds a random token; only its sha256 is stored, so a copy of the
+    database signs nobody in. Each session has its own CSRF token for the console's forms."""
+
+    __tablename__ = "operator_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    operator_id: Mapped[int] = mapped_column(ForeignKey("operators.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class AuditEntry(Base):
+    """Every operator action in the console (sign-in, sign-out, each case action, refusals of access)."""
+
+    __tablename__ = "audit_log"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    operator: Mapped[str] = mapped_column(String(64), index=True)
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    # ok · refused · failed
+    outcome: Mapped[str] = mapped_column(String(16))
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    ip: Mapped[str | None] = mapped_column(String(64), nullable=True)

@@ -7,8 +7,9 @@ count of customer-service messages sent since, which the outbox worker raises as
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
+from bot.config import PushSettings
 from storage.fast import Tx
 
 _SEEN = """
@@ -42,4 +43,42 @@ async def set_subscribed(tx: Tx, openid: str, subscribed: bool, now: datetime) -
     """Follow (an interaction: it opens the service window) or unfollow."""
     await tx.run(
         _SUBSCRIBED, openid=openid, subscribed=subscribed, now=tx.ts(now), last=tx.ts(now) if subscribed else None
+    )
+
+
+def window_state(
+    last_message_at: datetime | None,
+    last_event_at: datetime | None,
+    sent_since_message: int,
+    sent_since_event: int,
+    *,
+    now: datetime,
+    push: PushSettings,
+) -> str:
+    """ "open" while a customer-service message may go (a window and its quota left), else "closed"."""
+    by_message = last_message_at is not None and now < last_message_at + timedelta(hours=push.window_hours)
+    by_event = last_event_at is not None and now < last_event_at + timedelta(seconds=push.event_window_seconds)
+    if (by_message and sent_since_message < push.window_quota) or (
+        by_event and sent_since_event < push.event_window_quota
+    ):
+        return "open"
+    return "closed"
+
+
+async def window(tx: Tx, openid: str, *, now: datetime, push: PushSettings) -> str:
+    """The resident's customer-service window as the outbox will judge it: open, closed, or unknown (no record)."""
+    r = await tx.one(
+        "SELECT last_message_at, last_event_at, cs_sent_since_message, cs_sent_since_event FROM residents "
+        "WHERE openid = :openid",
+        openid=openid,
+    )
+    if r is None:
+        return "unknown"
+    return window_state(
+        tx.dt(r["last_message_at"]),
+        tx.dt(r["last_event_at"]),
+        r["cs_sent_since_message"],
+        r["cs_sent_since_event"],
+        now=now,
+        push=push,
     )

@@ -1,0 +1,67 @@
+"""The console's sub-application, mounted at /console/ by bot/app.py: one table of routes, Jinja2 templates
+with autoescape (every resident-supplied string is escaped), the guard and the security headers."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.console import auth, cases, keys
+from bot.console.security import CSRF_FIELD, security_headers
+from bot.texts import Texts
+
+HERE = Path(__file__).parent
+
+
+async def home(request: web.Request) -> web.StreamResponse:
+    raise web.HTTPFound(request.app.router["inbox"].url_for())
+
+
+def routes() -> list[web.AbstractRouteDef]:
+    return [
+        web.get("/", home, name="home"),
+        web.get("/login", auth.login_form, name="login"),
+        web.post("/login", auth.login_submit, name="login_submit"),
+        web.post("/logout", auth.logout, name="logout"),
+        web.get("/cases", cases.inbox_page, name="inbox"),
+        web.get("/cases/{number}", cases.case_page, name="case"),
+        web.post("/cases/{number}/{action}", cases.act, name="act"),
+        web.static("/static", HERE / "static", name="static", append_version=True),
+    ]
+
+
+def build(*, store, settings: Settings, texts: Texts, clock: Clock) -> web.Application:
+    app = web.Application(middlewares=[security_headers, auth.guard])
+    app[keys.STORE], app[keys.SETTINGS], app[keys.TEXTS], app[keys.CLOCK] = store, settings, texts, clock
+    app.add_routes(routes())
+    env = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    tz = settings.tz
+    env.globals.update(t=texts, csrf_field=CSRF_FIELD)
+    env.filters["local"] = lambda moment, fmt="%Y-%m-%d %H:%M": _local(moment, tz, fmt)
+    env.filters["span"] = lambda delta: _span(texts, delta)
+    return app
+
+
+def _local(moment: datetime | None, tz, fmt: str) -> str:
+    return moment.astimezone(tz).strftime(fmt) if moment else ""
+
+
+def _span(texts: Texts, delta: timedelta) -> str:
+    """3 天 / 5 小时 / 12 分钟: the largest unit that is at least one."""
+    seconds = int(delta.total_seconds())
+    if seconds >= 86400:
+        return texts("console.case.days", days=seconds // 86400)
+    if seconds >= 3600:
+        return texts("console.case.hours", hours=seconds // 3600)
+    return texts("console.case.minutes", minutes=max(1, seconds // 60))

@@ -1,0 +1,232 @@
+"""The inbox, the case page and its actions. Every action calls the same services as the CLI; the role and the
+case's unit are checked on the server before anything is read or changed, and every action is audited."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime, timedelta
+
+from aiohttp import web
+
+from bot.console import keys, roles
+from bot.console.auth import audit, message_page, see_other, session_of
+from bot.console.pages import render
+from bot.services import dispatch, inbox, lifecycle, media, operators, residents, routing
+from bot.services.cases import add_ledger
+from bot.services.operators import Operator
+
+_LIST_SPLIT = re.compile(r"[、,，;；\s]+")
+
+
+class FormError(Exception):
+    """A field is missing or malformed; the message says which, for the operator."""
+
+
+def _split(value: str) -> list[str]:
+    return [part for part in _LIST_SPLIT.split(value or "") if part]
+
+
+def _filters(request: web.Request) -> inbox.Filters:
+    q = request.query
+    view = q.get("view") or "todo"
+    if view not in inbox.VIEWS and view not in inbox.STATUSES:
+        view = "todo"
+    return inbox.Filters(
+        view=view,
+        category=q.get("category") or None,
+        unit=q.get("unit") or None,
+        deadline=q.get("deadline") if q.get("deadline") in inbox.DEADLINE_STATES else None,
+        q=(q.get("q") or "").strip()[:80] or None,
+        repeat=q.get("repeat") == "1",
+    )
+
+
+async def inbox_page(request: web.Request) -> web.Response:
+    app = request.app
+    operator = session_of(request).operator
+    if not roles.sees_cases(operator):
+        await audit(request, "inbox", outcome="refused")
+        return message_page(request, app[keys.TEXTS]("console.forbidden"), 403)
+    filters = _filters(request)
+    scope = operator.unit if operator.role == "unit" else None
+    async with app[keys.STORE].read() as tx:
+        found = await inbox.page(
+            tx,
+            filters,
+            unit_scope=scope,
+            after=request.query.get("after", ""),
+            limit=app[keys.SETTINGS].console.page_size,
+        )
+    settings = app[keys.SETTINGS]
+    units = sorted({unit for unit in settings.routing.table("units").values()})
+    query = {k: v for k, v in request.query.items() if k != "after"}
+    context = {
+        "page": found,
+        "filters": filters,
+        "categories": settings.complaint.categories,
+        "units": units,
+        "statuses": inbox.STATUSES,
+        "query": query,
+        "scoped": scope,
+    }
+    return render(request, "inbox.html", context)
+
+
+async def _visible_case(request: web.Request, number: str) -> inbox.CaseFile | web.Response:
+    """The case if this operator may see it; else the page that says no (audited)."""
+    app = request.app
+    operator = session_of(request).operator
+    async with app[keys.STORE].read() as tx:
+        case = await inbox.case_file(tx, number)
+    if case is None:
+        return message_page(request, app[keys.TEXTS]("console.not_found"), 404)
+    if not roles.sees_case(operator, case.lead_unit, case.co_units):
+        await audit(request, "view_case", outcome="refused", target=number)
+        return message_page(request, app[keys.TEXTS]("console.forbidden"), 403)
+    return case
+
+
+async def case_page(request: web.Request) -> web.Response:
+    found = await _visible_case(request, request.match_info["number"])
+    if isinstance(found, web.Response):
+        return found
+    done = request.query.get("done")
+    return await _render_case(request, found, done=done if done in roles.CASE_ACTIONS else None)
+
+
+async def _render_case(
+    request: web.Request, case: inbox.CaseFile, *, done: str | None = None, error: str | None = None, status=200
+) -> web.Response:
+    app = request.app
+    operator = session_of(request).operator
+    settings, clock = app[keys.SETTINGS], app[keys.CLOCK]
+    now = clock.now()
+    async with app[keys.STORE].read() as tx:
+        files = await media.for_case(tx, case.id)
+        window = await residents.window(tx, case.openid, now=now, push=settings.push) if case.openid else "unknown"
+    fallback = next(iter(settings.push.fallback), None)
+    channel_ready = any(
+        (c == "template" and settings.push.templates) or (c == "subscribe" and settings.push.subscribe_templates)
+        for c in settings.push.fallback
+    )
+    context = {
+        "case": case,
+        "files": files,
+        "phone": case.contact_phone if roles.sees_phone(operator) else roles.mask_phone(case.contact_phone),
+        "actions": [a for a in roles.CASE_ACTIONS if roles.may(operator, a)],
+        "window": window,
+        "fallback": fallback if channel_ready else None,
+        "done": done,
+        "error": error,
+        "due_left": _time_left(case.due_at, now),
+        "pools": settings.routing.table("pools"),
+        "max_extension": settings.deadlines.extension_max_days,
+    }
+    return render(request, "case.html", context, status=status)
+
+
+def _time_left(due: datetime | None, now: datetime) -> tuple[bool, timedelta] | None:
+    """(overdue?, how long) of the running clock, or None."""
+    if due is None:
+        return None
+    return (due < now, abs(due - now))
+
+
+async def act(request: web.Request) -> web.Response:
+    app = request.app
+    texts = app[keys.TEXTS]
+    action, number = request.match_info["action"], request.match_info["number"]
+    if action not in roles.CASE_ACTIONS:
+        return message_page(request, texts("console.not_found"), 404)
+    found = await _visible_case(request, number)
+    if isinstance(found, web.Response):
+        return found
+    operator = session_of(request).operator
+    if not roles.may(operator, action):
+        await audit(request, action, outcome="refused", target=number)
+        return message_page(request, texts("console.forbidden"), 403)
+    form = await request.post()
+    fields = {name: str(value).strip() for name, value in form.items() if name != "csrf"}
+    try:
+        async with app[keys.STORE].write() as tx:
+            await _perform(tx, request, action, found, operator, fields)
+            await operators.audit(
+                tx,
+                now=app[keys.CLOCK].now(),
+                operator=operator.name,
+                action=action,
+                target=number,
+                detail=_detail(fields),
+                ip=request.remote,
+            )
+    except (FormError, lifecycle.MoveRefused, dispatch.DispatchRefused) as exc:
+        await audit(request, action, outcome="failed", target=number, detail=str(exc))
+        status = 400 if isinstance(exc, FormError) else 409
+        async with app[keys.STORE].read() as tx:
+            fresh = await inbox.case_file(tx, number)
+        return await _render_case(request, fresh or found, error=str(exc), status=status)
+    case_url = app.router["case"].url_for(number=number).with_query(done=action)
+    return see_other(str(case_url))
+
+
+def _detail(fields: dict[str, str]) -> str | None:
+    """What the audit log keeps of a form: which fields were given, and the short ones in full."""
+    kept = {k: (v if len(v) <= 80 else v[:79] + "…") for k, v in fields.items() if v}
+    return "; ".join(f"{k}={v}" for k, v in kept.items()) or None
+
+
+async def _perform(tx, request: web.Request, action: str, case: inbox.CaseFile, operator: Operator, fields: dict):
+    app = request.app
+    texts, settings, clock = app[keys.TEXTS], app[keys.SETTINGS], app[keys.CLOCK]
+    number, by = case.number, operator.name
+
+    def need(name: str) -> str:
+        value = fields.get(name, "")
+        if not value:
+            raise FormError(texts("console.form.required", field=texts(f"console.form.{name}")))
+        return value
+
+    async def move(**kw) -> None:
+        request_ = lifecycle.Request(action=action, number=number, by=by, **kw)
+        await lifecycle.move(tx, request_, clock=clock, settings=settings, texts=texts)
+
+    if action in ("accept", "start", "close"):
+        await move()
+    elif action in ("refuse", "return", "reopen"):
+        await move(reason=need("reason"))
+    elif action == "assign":
+        await move(unit=need("unit"), co_units=_split(fields.get("co_units", "")))
+    elif action == "reply":
+        await move(text=need("text"))
+    elif action == "merge":
+        await move(into=need("into").upper())
+    elif action == "extend":
+        days_text = need("days")
+        limit = settings.deadlines.extension_max_days
+        if not days_text.isdigit() or not 1 <= int(days_text) <= limit:
+            raise FormError(texts("console.form.bad_days", max=limit))
+        await move(reason=need("reason"), days=int(days_text))
+    elif action == "route":
+        await routing.route(tx, number, by=by, clock=clock, settings=settings, texts=texts)
+    elif action == "tier":
+        await routing.set_tier(tx, number, need("tier"), by=by, clock=clock, settings=settings, texts=texts)
+    elif action == "summon":
+        await dispatch.summon(
+            tx,
+            number,
+            _split(need("units")),
+            urgency=need("urgency"),
+            by=by,
+            reason=fields.get("reason") or None,
+            now=clock.now(),
+            settings=settings,
+            texts=texts,
+        )
+    elif action == "checkin":
+        # A unit handler checks in for their own unit; staff may record any summoned unit's arrival.
+        unit = operator.unit if operator.role == "unit" else need("unit")
+        await dispatch.check_in(tx, number, unit or "", by=by, now=clock.now(), settings=settings, texts=texts)
+    elif action == "note":
+        await add_ledger(tx, case.id, clock.now(), by, "noted", note=need("note"))
+    else:  # pragma: no cover - CASE_ACTIONS and this table are one list
+        raise FormError(action)

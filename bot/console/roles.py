@@ -1,0 +1,72 @@
+"""Who may do what in the console. Enforced on the server for every page and action (bot/console/cases.py),
+not by hiding buttons: the buttons are hidden from those who may not press them, and the server refuses them
+all the same.
+
+admin       everything
+dispatcher  受理/分流: accepts or refuses, routes, summons, merges, replies, closes; sees every case
+unit        承办单位: sees and acts only on the cases of their unit (as lead or co-handling unit)
+supervisor  督办: sees every case, reopens (发回重办), extends, escalates by re-tiering; reports
+gridworker  网格员: their grid's polls and residents (grids come with the polls issue); no cases yet
+viewer      reads every case, changes nothing, sees phone numbers masked
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from bot.services.operators import Operator
+
+ALL = frozenset({"admin", "dispatcher", "unit", "supervisor", "gridworker", "viewer"})
+SEE_CASES = frozenset({"admin", "dispatcher", "unit", "supervisor", "viewer"})
+SEE_PHONE = frozenset({"admin", "dispatcher", "unit", "supervisor"})
+
+# Each case action of the console and the roles that may take it.
+CASE_ACTIONS: dict[str, frozenset[str]] = {
+    "accept": frozenset({"admin", "dispatcher"}),
+    "refuse": frozenset({"admin", "dispatcher"}),
+    "assign": frozenset({"admin", "dispatcher"}),
+    "route": frozenset({"admin", "dispatcher"}),
+    "tier": frozenset({"admin", "dispatcher", "supervisor"}),
+    "summon": frozenset({"admin", "dispatcher", "supervisor"}),
+    "checkin": frozenset({"admin", "dispatcher", "unit"}),
+    "return": frozenset({"admin", "unit"}),
+    "start": frozenset({"admin", "dispatcher", "unit"}),
+    "reply": frozenset({"admin", "dispatcher", "unit"}),
+    "extend": frozenset({"admin", "dispatcher", "supervisor"}),
+    "close": frozenset({"admin", "dispatcher", "supervisor"}),
+    "reopen": frozenset({"admin", "dispatcher", "supervisor"}),
+    "merge": frozenset({"admin", "dispatcher"}),
+    "note": frozenset({"admin", "dispatcher", "unit", "supervisor"}),
+}
+
+
+def may(operator: Operator, action: str) -> bool:
+    return operator.role in CASE_ACTIONS.get(action, frozenset())
+
+
+def sees_cases(operator: Operator) -> bool:
+    return operator.role in SEE_CASES
+
+
+def sees_case(operator: Operator, lead_unit: str | None, co_units: Iterable[str]) -> bool:
+    """A unit handler sees the cases their unit leads or co-handles; the other case roles see every case."""
+    if operator.role not in SEE_CASES:
+        return False
+    if operator.role == "unit":
+        return operator.unit is not None and (operator.unit == lead_unit or operator.unit in set(co_units))
+    return True
+
+
+def sees_phone(operator: Operator) -> bool:
+    return operator.role in SEE_PHONE
+
+
+def mask_phone(phone: str | None) -> str:
+    """138****5678: enough to tell two numbers apart on the phone, not enough to call."""
+    if not phone:
+        return ""
+    digits = phone.strip()
+    if len(digits) <= 4:
+        return "*" * len(digits)
+    keep = 3 if len(digits) >= 11 else 1
+    return digits[:keep] + "*" * (len(digits) - keep - 4) + digits[-4:]

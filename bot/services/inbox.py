@@ -1,0 +1,289 @@
+"""What staff read: the inbox (cases filtered, searched, a page at a time) and one case's whole file.
+
+The inbox is paginated by keyset, never by OFFSET, so page 2,000 costs what page 1 costs. Cases whose clock is
+running (待受理 and 办理中 …) are listed by their deadline, soonest first, through the partial expression index
+ix_cases_due; every other view lists the newest first through the index on created_at.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from bot.services import deadlines
+from storage.fast import Tx, unjs
+
+# The deadline of the clock a case has running: acceptance while pending, handling after. The same text as the
+# expression of ix_cases_due (storage/models.py), so that both databases' planners use that index.
+DUE = "(CASE WHEN status = 'pending' THEN accept_due_at ELSE handle_due_at END)"
+RUNNING = tuple(sorted(deadlines.RUNNING[deadlines.ACCEPT] | deadlines.RUNNING[deadlines.HANDLE]))
+STATUSES = (
+    "pending",
+    "accepted",
+    "refused",
+    "assigned",
+    "in_progress",
+    "replied",
+    "closed",
+    "merged",
+    "withdrawn",
+    "reopened",
+)
+# "todo" (the default): every case with a running clock; "all"; or one status.
+VIEWS = ("todo", "all")
+DEADLINE_STATES = ("due_soon", "overdue")
+_NUMBER = re.compile(r"^[A-Za-z]{1,8}\d{8}-?\d{1,6}$")
+
+
+@dataclass(frozen=True)
+class Filters:
+    view: str = "todo"  # todo · all · a status
+    category: str | None = None
+    unit: str | None = None
+    deadline: str | None = None  # due_soon · overdue
+    q: str | None = None
+    repeat: bool = False  # only cases flagged as possible repeats
+
+
+@dataclass(frozen=True)
+class Row:
+    id: int
+    number: str
+    category: str
+    place: str
+    summary: str
+    status: str
+    lead_unit: str | None
+    created_at: datetime
+    due_at: datetime | None
+    deadline_state: str
+    repeat: bool
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Row]
+    # The cursor of the next page ("" when this is the last).
+    next_after: str
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _where(tx: Tx, f: Filters, unit_scope: str | None) -> tuple[list[str], dict]:
+    where: list[str] = []
+    params: dict = {}
+    if f.view == "todo":
+        where.append(f"status IN ({', '.join(repr(s) for s in RUNNING)})")
+        where.append(f"{DUE} IS NOT NULL")
+    elif f.view != "all":
+        where.append("status = :status")
+        params["status"] = f.view
+    if f.category:
+        where.append("category = :category")
+        params["category"] = f.category
+    if f.unit:
+        where.append("lead_unit = :unit")
+        params["unit"] = f.unit
+    if f.deadline in DEADLINE_STATES:
+        where.append("deadline_state = :deadline")
+        params["deadline"] = f.deadline
+    if unit_scope is not None:
+        # A unit handler: the cases their unit leads or co-handles (co_units is a JSON list of names).
+        co = "co_units" if tx.is_sqlite else "CAST(co_units AS TEXT)"
+        where.append(f"(lead_unit = :scope OR {co} LIKE :scope_json ESCAPE '\\')")
+        params["scope"] = unit_scope
+        params["scope_json"] = f'%"{_escape_like(unit_scope)}"%'
+    if f.repeat:
+        where.append("EXISTS (SELECT 1 FROM case_events e WHERE e.case_id = cases.id AND e.action = 'possible_repeat')")
+    q = (f.q or "").strip()
+    if q:
+        if _NUMBER.match(q):
+            where.append("number = :number")
+            params["number"] = q.upper()
+        else:
+            where.append("(description LIKE :text ESCAPE '\\' OR place_label LIKE :text ESCAPE '\\')")
+            params["text"] = f"%{_escape_like(q)}%"
+    return where, params
+
+
+async def page(tx: Tx, f: Filters, *, unit_scope: str | None = None, after: str = "", limit: int = 50) -> Page:
+    """One page of the inbox; `after` is the previous page's next_after. `unit_scope` limits it to one unit's."""
+    where, params = _where(tx, f, unit_scope)
+    by_deadline = f.view == "todo"
+    if after:
+        try:
+            key, last_id = after.rsplit("_", 1)
+            params["after_key"], params["after_id"] = tx.ts(datetime.fromisoformat(key)), int(last_id)
+        except ValueError:
+            pass  # a cursor someone edited: start from the first page
+        else:
+            keyset = (
+                f"({DUE}, id) > (:after_key, :after_id)"
+                if by_deadline
+                else "(created_at, id) < (:after_key, :after_id)"
+            )
+            where.append(keyset)
+    order = f"{DUE}, id" if by_deadline else "created_at DESC, id DESC"
+    sql = f"""
+SELECT id, number, category, place_label, description, status, lead_unit, created_at, {DUE} AS due_at, deadline_state,
+    EXISTS (SELECT 1 FROM case_events e WHERE e.case_id = cases.id AND e.action = 'possible_repeat') AS repeat
+FROM cases {"WHERE " + " AND ".join(where) if where else ""}
+ORDER BY {order} LIMIT :limit"""
+    found = await tx.all(sql, limit=limit + 1, **params)
+    rows = [
+        Row(
+            r["id"],
+            r["number"],
+            r["category"],
+            r["place_label"],
+            _summary(r["description"]),
+            r["status"],
+            r["lead_unit"],
+            tx.dt(r["created_at"]),
+            tx.dt(r["due_at"]),
+            r["deadline_state"],
+            bool(r["repeat"]),
+        )
+        for r in found[:limit]
+    ]
+    next_after = ""
+    if len(found) > limit and rows:
+        last = rows[-1]
+        key = last.due_at if by_deadline else last.created_at
+        next_after = f"{key.isoformat()}_{last.id}"
+    return Page(rows, next_after)
+
+
+def _summary(text: str, length: int = 60) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+# --- one case's file ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Entry:
+    at: datetime
+    actor: str
+    action: str
+    from_status: str | None
+    to_status: str | None
+    note: str | None
+
+
+@dataclass(frozen=True)
+class Summoned:
+    unit: str
+    urgency: str
+    due_at: datetime
+    status: str
+    late: bool
+    checked_in_at: datetime | None
+
+
+@dataclass
+class CaseFile:
+    id: int
+    number: str
+    openid: str | None
+    category: str
+    place: str
+    latitude: float | None
+    longitude: float | None
+    description: str
+    contact_phone: str | None
+    status: str
+    tier: str | None
+    lead_unit: str | None
+    co_units: list[str]
+    created_at: datetime
+    accept_due_at: datetime | None
+    accepted_at: datetime | None
+    handle_due_at: datetime | None
+    reply_text: str | None
+    closed_at: datetime | None
+    merged_into: str | None
+    rating: int | None
+    rating_comment: str | None
+    deadline_state: str
+    escalated_at: datetime | None
+    extended_at: datetime | None
+    links: list[str] = field(default_factory=list)
+    ledger: list[Entry] = field(default_factory=list)
+    summons: list[Summoned] = field(default_factory=list)
+    # Cases this one is linked with: possible repeats, the case it was merged into, cases merged into it.
+    related: list[str] = field(default_factory=list)
+
+    @property
+    def due_at(self) -> datetime | None:
+        if self.status in deadlines.RUNNING[deadlines.ACCEPT]:
+            return self.accept_due_at
+        if self.status in deadlines.RUNNING[deadlines.HANDLE]:
+            return self.handle_due_at
+        return None
+
+
+async def case_file(tx: Tx, number: str) -> CaseFile | None:
+    r = await tx.one(
+        "SELECT id, number, openid, category, place_label, latitude, longitude, description, contact_phone, status, "
+        "tier, lead_unit, co_units, created_at, accept_due_at, accepted_at, handle_due_at, reply_text, closed_at, "
+        "merged_into, rating, rating_comment, deadline_state, escalated_at, extended_at, links "
+        "FROM cases WHERE number = :number",
+        number=number,
+    )
+    if r is None:
+        return None
+    case = CaseFile(
+        r["id"],
+        r["number"],
+        r["openid"],
+        r["category"],
+        r["place_label"],
+        r["latitude"],
+        r["longitude"],
+        r["description"],
+        r["contact_phone"],
+        r["status"],
+        r["tier"],
+        r["lead_unit"],
+        list(unjs(r["co_units"]) or []),
+        tx.dt(r["created_at"]),
+        tx.dt(r["accept_due_at"]),
+        tx.dt(r["accepted_at"]),
+        tx.dt(r["handle_due_at"]),
+        r["reply_text"],
+        tx.dt(r["closed_at"]),
+        r["merged_into"],
+        r["rating"],
+        r["rating_comment"],
+        r["deadline_state"],
+        tx.dt(r["escalated_at"]),
+        tx.dt(r["extended_at"]),
+        list(unjs(r["links"]) or []),
+    )
+    case.ledger = [
+        Entry(tx.dt(e["at"]), e["actor"], e["action"], e["from_status"], e["to_status"], e["note"])
+        for e in await tx.all(
+            "SELECT at, actor, action, from_status, to_status, note FROM case_events WHERE case_id = :id ORDER BY id",
+            id=case.id,
+        )
+    ]
+    case.summons = [
+        Summoned(s["unit"], s["urgency"], tx.dt(s["due_at"]), s["status"], bool(s["late"]), tx.dt(s["checked_in_at"]))
+        for s in await tx.all(
+            "SELECT unit, urgency, due_at, status, late, checked_in_at FROM summons WHERE case_id = :id ORDER BY id",
+            id=case.id,
+        )
+    ]
+    related = [n for e in case.ledger if e.action == "possible_repeat" and e.note for n in e.note.split("、")]
+    if case.merged_into:
+        related.append(case.merged_into)
+    related += [
+        m["number"] for m in await tx.all("SELECT number FROM cases WHERE merged_into = :n ORDER BY id", n=number)
+    ]
+    case.related = list(dict.fromkeys(n for n in related if n and n != number))
+    return case
