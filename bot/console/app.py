@@ -12,7 +12,7 @@ from aiohttp import web
 
 from bot.clock import Clock
 from bot.config import Settings
-from bot.console import auth, cases, keys
+from bot.console import auth, cases, keys, live
 from bot.console.security import CSRF_FIELD, security_headers
 from bot.texts import Texts
 
@@ -32,6 +32,7 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get("/cases", cases.inbox_page, name="inbox"),
         web.get("/cases/{number}", cases.case_page, name="case"),
         web.post("/cases/{number}/{action}", cases.act, name="act"),
+        web.get("/live", live.stream, name="live"),
         web.static("/static", HERE / "static", name="static", append_version=True),
     ]
 
@@ -40,6 +41,16 @@ def build(*, store, settings: Settings, texts: Texts, clock: Clock) -> web.Appli
     app = web.Application(middlewares=[security_headers, auth.guard])
     app[keys.STORE], app[keys.SETTINGS], app[keys.TEXTS], app[keys.CLOCK] = store, settings, texts, clock
     app.add_routes(routes())
+    feed = app[live.FEED] = live.LiveFeed(app)
+
+    async def stop_streams(_app: web.Application) -> None:
+        feed.stop_streams()
+
+    async def stop_feed(_app: web.Application) -> None:
+        await feed.close()
+
+    app.on_shutdown.append(stop_streams)
+    app.on_cleanup.append(stop_feed)
     env = aiohttp_jinja2.setup(
         app,
         loader=jinja2.FileSystemLoader(HERE / "templates"),

@@ -1,0 +1,211 @@
+"""Live updates for the console (server-sent events at /console/live): new cases, new messages from residents
+and notices WeChat would not take appear without reloading.
+
+One poller per process reads the database once a second while anyone is connected — new cases and inbound
+messages by id, failed outbox rows by the set of those seen — and hands each event to every connected operator
+allowed to see its case. Reading the database, rather than hooking the webhook, keeps the hot path as it is and
+shows events that arrived through any instance of frontdoor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from bot.console import keys, roles
+from bot.console.auth import session_of
+from bot.services.operators import Operator
+from storage.fast import unjs
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 1.0
+KEEPALIVE_SECONDS = 15.0
+FAILED_SEEN_LIMIT = 500
+# Message types of inbound_messages that are a resident writing (not a follow, a menu click …).
+_WRITTEN = ("text", "image", "voice", "video", "shortvideo", "location", "link")
+
+
+@dataclass(frozen=True)
+class Event:
+    kind: str  # case · message · failure
+    number: str | None
+    lead_unit: str | None
+    co_units: tuple[str, ...]
+    data: dict
+
+    def visible_to(self, operator: Operator) -> bool:
+        return self.number is not None and roles.sees_case(operator, self.lead_unit, self.co_units)
+
+
+@dataclass(eq=False)  # each listener is its own: kept in a set by identity
+class _Listener:
+    operator: Operator
+    queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(maxsize=200))
+
+
+class LiveFeed:
+    def __init__(self, app: web.Application):
+        self.app = app
+        self.listeners: set[_Listener] = set()
+        self._task: asyncio.Task | None = None
+        self._cursor: dict[str, int] | None = None
+        self._failed: set[int] = set()
+
+    # --- listeners ------------------------------------------------------------------------------------------
+
+    def subscribe(self, operator: Operator) -> _Listener:
+        listener = _Listener(operator)
+        self.listeners.add(listener)
+        if self._task is None or self._task.done():
+            self._task = asyncio.get_running_loop().create_task(self._run())
+        return listener
+
+    def unsubscribe(self, listener: _Listener) -> None:
+        self.listeners.discard(listener)
+
+    def stop_streams(self) -> None:
+        """Ends every open stream (a server shutting down must not wait for browsers to hang up)."""
+        for listener in list(self.listeners):
+            with contextlib.suppress(asyncio.QueueFull):
+                listener.queue.put_nowait(None)
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    # --- the poller ----------------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        """Polls while anyone listens; the cursors start at what exists when the first one connects."""
+        self._cursor = None
+        while self.listeners:
+            try:
+                for event in await self.poll():
+                    self._publish(event)
+            except Exception:
+                log.exception("console live feed: poll failed; trying again")
+            await asyncio.sleep(POLL_SECONDS)
+
+    def _publish(self, event: Event) -> None:
+        for listener in list(self.listeners):
+            if event.visible_to(listener.operator):
+                try:
+                    listener.queue.put_nowait(event)
+                except asyncio.QueueFull:
+                    pass  # a browser that stopped reading loses updates, not the server its memory
+
+    async def poll(self) -> list[Event]:
+        texts, settings = self.app[keys.TEXTS], self.app[keys.SETTINGS]
+        tz = settings.tz
+        async with self.app[keys.STORE].read() as tx:
+            if self._cursor is None:
+                self._cursor = {
+                    "case": await tx.val("SELECT COALESCE(MAX(id), 0) FROM cases"),
+                    "inbound": await tx.val("SELECT COALESCE(MAX(id), 0) FROM inbound_messages"),
+                }
+                self._failed = set(await self._failed_ids(tx))
+                return []
+            events: list[Event] = []
+            for r in await tx.all(
+                "SELECT id, number, category, place_label, description, status, lead_unit, co_units, created_at "
+                "FROM cases WHERE id > :last ORDER BY id LIMIT 200",
+                last=self._cursor["case"],
+            ):
+                self._cursor["case"] = r["id"]
+                data = {
+                    "number": r["number"],
+                    "category": r["category"],
+                    "place": r["place_label"],
+                    "summary": _summary(r["description"]),
+                    "status": texts(f"status.{r['status']}"),
+                    "received": tx.dt(r["created_at"]).astimezone(tz).strftime("%Y-%m-%d %H:%M"),
+                    "text": texts("console.live.new_case", number=r["number"], category=r["category"]),
+                }
+                events.append(Event("case", r["number"], r["lead_unit"], tuple(unjs(r["co_units"]) or ()), data))
+            for r in await tx.all(
+                "SELECT id, openid, msg_type FROM inbound_messages WHERE id > :last ORDER BY id LIMIT 200",
+                last=self._cursor["inbound"],
+            ):
+                self._cursor["inbound"] = r["id"]
+                if r["msg_type"] not in _WRITTEN:
+                    continue
+                case = await _latest_case(tx, r["openid"])
+                if case is not None:
+                    text = texts("console.live.new_message", number=case["number"])
+                    events.append(_about(case, "message", {"number": case["number"], "text": text}))
+            failed = await self._failed_ids(tx)
+            for row_id in sorted(set(failed) - self._failed):
+                r = await tx.one("SELECT openid, last_error FROM outbox WHERE id = :id", id=row_id)
+                case = await _latest_case(tx, r["openid"]) if r is not None else None
+                if case is not None:
+                    reason = (r["last_error"] or "")[:120]
+                    text = texts("console.live.failure", number=case["number"], reason=reason)
+                    events.append(_about(case, "failure", {"number": case["number"], "text": text}))
+            self._failed = set(failed)
+        return events
+
+    @staticmethod
+    async def _failed_ids(tx) -> list[int]:
+        rows = await tx.all(
+            "SELECT id FROM outbox WHERE status = 'failed' ORDER BY id DESC LIMIT :n", n=FAILED_SEEN_LIMIT
+        )
+        return [r["id"] for r in rows]
+
+
+async def _latest_case(tx, openid: str):
+    return await tx.one(
+        "SELECT number, lead_unit, co_units FROM cases WHERE openid = :openid ORDER BY id DESC LIMIT 1", openid=openid
+    )
+
+
+def _about(case, kind: str, data: dict) -> Event:
+    return Event(kind, case["number"], case["lead_unit"], tuple(unjs(case["co_units"]) or ()), data)
+
+
+def _summary(text: str, length: int = 60) -> str:
+    text = " ".join((text or "").split())
+    return text if len(text) <= length else text[: length - 1] + "…"
+
+
+FEED = web.AppKey("console_live_feed", LiveFeed)
+
+
+async def stream(request: web.Request) -> web.StreamResponse:
+    """The event stream of one browser: `event: case|message|failure`, `data: {json}`; a comment every
+    KEEPALIVE_SECONDS so proxies keep the connection open."""
+    operator = session_of(request).operator
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-store",
+            "X-Accel-Buffering": "no",  # nginx: do not buffer the stream
+        }
+    )
+    await response.prepare(request)
+    feed = request.app[FEED]
+    listener = feed.subscribe(operator)
+    try:
+        await response.write(b": connected\n\n")
+        while True:
+            try:
+                event = await asyncio.wait_for(listener.queue.get(), KEEPALIVE_SECONDS)
+            except TimeoutError:
+                await response.write(b": keepalive\n\n")
+                continue
+            if event is None:
+                break  # the server is stopping: the browser reconnects to another instance or later
+            payload = json.dumps(event.data, ensure_ascii=False)
+            await response.write(f"event: {event.kind}\ndata: {payload}\n\n".encode())
+    except ConnectionResetError:
+        pass  # the browser went away
+    finally:
+        feed.unsubscribe(listener)
+    return response
