@@ -3,27 +3,14 @@ case's unit are checked on the server before anything is read or changed, and ev
 
 from __future__ import annotations
 
-import re
 from datetime import datetime, timedelta
 
 from aiohttp import web
 
-from bot.console import keys, roles
+from bot.console import actions, keys, roles
 from bot.console.auth import audit, message_page, see_other, session_of
 from bot.console.pages import render
-from bot.services import dispatch, inbox, lifecycle, media, operators, residents, routing
-from bot.services.cases import add_ledger
-from bot.services.operators import Operator
-
-_LIST_SPLIT = re.compile(r"[、,，;；\s]+")
-
-
-class FormError(Exception):
-    """A field is missing or malformed; the message says which, for the operator."""
-
-
-def _split(value: str) -> list[str]:
-    return [part for part in _LIST_SPLIT.split(value or "") if part]
+from bot.services import inbox, media, operators, residents
 
 
 def _filters(request: web.Request) -> inbox.Filters:
@@ -149,7 +136,9 @@ async def act(request: web.Request) -> web.Response:
     fields = {name: str(value).strip() for name, value in form.items() if name != "csrf"}
     try:
         async with app[keys.STORE].write() as tx:
-            await _perform(tx, request, action, found, operator, fields)
+            await actions.perform(
+                tx, action, found, operator, fields, clock=app[keys.CLOCK], settings=app[keys.SETTINGS], texts=texts
+            )
             await operators.audit(
                 tx,
                 now=app[keys.CLOCK].now(),
@@ -159,9 +148,9 @@ async def act(request: web.Request) -> web.Response:
                 detail=_detail(fields),
                 ip=request.remote,
             )
-    except (FormError, lifecycle.MoveRefused, dispatch.DispatchRefused) as exc:
+    except actions.REFUSALS as exc:
         await audit(request, action, outcome="failed", target=number, detail=str(exc))
-        status = 400 if isinstance(exc, FormError) else 409
+        status = 400 if isinstance(exc, actions.FormError) else 409
         async with app[keys.STORE].read() as tx:
             fresh = await inbox.case_file(tx, number)
         return await _render_case(request, fresh or found, error=str(exc), status=status)
@@ -173,60 +162,3 @@ def _detail(fields: dict[str, str]) -> str | None:
     """What the audit log keeps of a form: which fields were given, and the short ones in full."""
     kept = {k: (v if len(v) <= 80 else v[:79] + "…") for k, v in fields.items() if v}
     return "; ".join(f"{k}={v}" for k, v in kept.items()) or None
-
-
-async def _perform(tx, request: web.Request, action: str, case: inbox.CaseFile, operator: Operator, fields: dict):
-    app = request.app
-    texts, settings, clock = app[keys.TEXTS], app[keys.SETTINGS], app[keys.CLOCK]
-    number, by = case.number, operator.name
-
-    def need(name: str) -> str:
-        value = fields.get(name, "")
-        if not value:
-            raise FormError(texts("console.form.required", field=texts(f"console.form.{name}")))
-        return value
-
-    async def move(**kw) -> None:
-        request_ = lifecycle.Request(action=action, number=number, by=by, **kw)
-        await lifecycle.move(tx, request_, clock=clock, settings=settings, texts=texts)
-
-    if action in ("accept", "start", "close"):
-        await move()
-    elif action in ("refuse", "return", "reopen"):
-        await move(reason=need("reason"))
-    elif action == "assign":
-        await move(unit=need("unit"), co_units=_split(fields.get("co_units", "")))
-    elif action == "reply":
-        await move(text=need("text"))
-    elif action == "merge":
-        await move(into=need("into").upper())
-    elif action == "extend":
-        days_text = need("days")
-        limit = settings.deadlines.extension_max_days
-        if not days_text.isdigit() or not 1 <= int(days_text) <= limit:
-            raise FormError(texts("console.form.bad_days", max=limit))
-        await move(reason=need("reason"), days=int(days_text))
-    elif action == "route":
-        await routing.route(tx, number, by=by, clock=clock, settings=settings, texts=texts)
-    elif action == "tier":
-        await routing.set_tier(tx, number, need("tier"), by=by, clock=clock, settings=settings, texts=texts)
-    elif action == "summon":
-        await dispatch.summon(
-            tx,
-            number,
-            _split(need("units")),
-            urgency=need("urgency"),
-            by=by,
-            reason=fields.get("reason") or None,
-            now=clock.now(),
-            settings=settings,
-            texts=texts,
-        )
-    elif action == "checkin":
-        # A unit handler checks in for their own unit; staff may record any summoned unit's arrival.
-        unit = operator.unit if operator.role == "unit" else need("unit")
-        await dispatch.check_in(tx, number, unit or "", by=by, now=clock.now(), settings=settings, texts=texts)
-    elif action == "note":
-        await add_ledger(tx, case.id, clock.now(), by, "noted", note=need("note"))
-    else:  # pragma: no cover - CASE_ACTIONS and this table are one list
-        raise FormError(action)
