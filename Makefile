@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: serve test install install-test lint bench
+.PHONY: serve test install install-test browser lint bench
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -12,14 +12,35 @@ $(PY):
 install: $(PY)
 	$(PIP) install -q -e .
 
-install-test: $(PY)
+install-test: $(PY) browser
 	$(PIP) install -q -e '.[test]'
+
+# The browser tests (tests/e2e) drive Debian's Chromium through Playwright (never `playwright install`: it downloads
+# browsers); the font makes Chinese render. Installed with apt-get only when missing; sudo only when not root.
+BROWSER_PACKAGES := chromium fonts-wqy-microhei
+CHINESE_FONT := /usr/share/fonts/truetype/wqy/wqy-microhei.ttc
+NO_BROWSER := install $(BROWSER_PACKAGES) yourself, or the browser tests skip (and fail in CI)
+browser:
+	@if ! command -v chromium >/dev/null 2>&1 || [ ! -e $(CHINESE_FONT) ]; then \
+	  if ! command -v apt-get >/dev/null 2>&1; then \
+	    echo "no apt-get: $(NO_BROWSER)"; \
+	    exit 0; \
+	  fi; \
+	  sudo=; if [ "$$(id -u)" != 0 ]; then \
+	    command -v sudo >/dev/null 2>&1 || { echo "not root and no sudo: $(NO_BROWSER)"; exit 0; }; \
+	    sudo=sudo; \
+	  fi; \
+	  apt="$$sudo env DEBIAN_FRONTEND=noninteractive apt-get"; \
+	  echo "installing $(BROWSER_PACKAGES) for the browser tests"; \
+	  $$apt install -y -qq --no-install-recommends $(BROWSER_PACKAGES) >/dev/null 2>&1 \
+	    || { $$apt update -qq >/dev/null && $$apt install -y -qq --no-install-recommends $(BROWSER_PACKAGES) >/dev/null; }; \
+	fi
 
 # Install, then run the server on its embedded defaults (SQLite in ./data, built-in fake WeChat API).
 serve: install
 	$(VENV)/bin/frontdoor serve
 
-# Install everything the tests need, check style, run every test (SQLite and PostgreSQL).
+# Install everything the tests need (Chromium too, for tests/e2e), check style, run every test (SQLite and PostgreSQL).
 test: install-test
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
