@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot.api import app as api
 from bot.clock import Clock
 from bot.config import Settings
 from bot.console import app as console
@@ -77,6 +78,10 @@ def build_app(
     app[SETTINGS], app[DB], app[STORE], app[INTAKE] = settings, db, store, intake
     app.add_routes([web.get("/healthz", healthz), *Webhook(settings, intake).routes()])
     app.add_subapp(CONSOLE_PREFIX + "/", console.build(store=store, settings=settings, texts=texts, clock=clock))
+    # The JSON API and Open311 GeoReport v2 for other city platforms, with API tokens (bot/api/).
+    parts = {"store": store, "settings": settings, "texts": texts, "clock": clock}
+    app.add_subapp(api.V1_PREFIX + "/", api.build_v1(**parts))
+    app.add_subapp(api.OPEN311_PREFIX + "/", api.build_open311(**parts))
     if settings.wechat.fake_api:
         fake = FakeWeChat.from_settings(settings, clock)
         app[FAKE] = fake

@@ -277,6 +277,9 @@ def parser() -> argparse.ArgumentParser:
     op_list = op_sub.add_parser("list")
     op_list.add_argument("--json", action="store_true")
     op.set_defaults(func=cmd_operator)
+    from bot.api_token_cli import register as register_api_token
+
+    register_api_token(sub)  # api-token add|revoke|list: the tokens of /api/v1 and /open311/v2
 
     menu = sub.add_parser("menu", help="publish the custom menu (投诉 / 我的案件 / 帮助) through the WeChat API")
     menu.add_argument("action", choices=["push"])

@@ -22,7 +22,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.context import Ctx
 from bot.locks import KeyedLocks
-from bot.services import drafts
+from bot.services import conversation, drafts
 from bot.services.outbox import enqueue_text
 from bot.texts import Texts
 from bot.wechat.inbound import Inbound
@@ -139,6 +139,12 @@ class Intake:
                 status="deferred" if deferred else "replied",
                 reply=None if deferred else js(chunks[:1]),
             )
+            # What staff read on the case page: what the resident said, and the answer they saw at once.
+            now = self.clock.now()
+            if msg.kind != "event":
+                await conversation.record_inbound(tx, msg.openid, msg.kind, _said(msg), msg.media_id, now=now)
+            if chunks and not deferred:
+                await conversation.record_reply(tx, msg.openid, chunks[0], now=now)
         return None if deferred or not chunks else chunks[0]
 
     async def purge(self) -> int:
@@ -164,6 +170,14 @@ _QUEUED = "SELECT id FROM outbox WHERE openid = :openid AND status = 'pending' A
 _STORE = """
 INSERT INTO inbound_messages (dedupe_key, openid, msg_type, received_at, status, reply)
 VALUES (:key, :openid, :msg_type, :at, :status, :reply)"""
+
+
+def _said(msg: Inbound) -> str | None:
+    """The words of a message, as staff should read them: its text, a voice's recognition, a link, a place."""
+    if msg.kind == "location" and msg.location is not None:
+        where = msg.location
+        return f"{where.label} ({where.latitude:.5f}, {where.longitude:.5f})".strip()
+    return msg.text
 
 
 def _ref(dedupe_key: str) -> str:

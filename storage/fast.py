@@ -74,23 +74,27 @@ class _SqliteTx(Tx):
     def __init__(self, conn: sqlite3.Connection):
         self.conn = conn
 
-    async def one(self, sql: str, **params: Any) -> Any:
-        return self.conn.execute(sql, params).fetchone()
-
-    async def all(self, sql: str, **params: Any) -> list:
-        return self.conn.execute(sql, params).fetchall()
-
-    async def val(self, sql: str, **params: Any) -> Any:
-        row = self.conn.execute(sql, params).fetchone()
-        return None if row is None else row[0]
-
-    async def run(self, sql: str, **params: Any) -> int:
+    # Every call turns a unique key's violation into Conflict: an INSERT … RETURNING goes through one() or val().
+    def _execute(self, sql: str, params: dict) -> sqlite3.Cursor:
         try:
-            return self.conn.execute(sql, params).rowcount
+            return self.conn.execute(sql, params)
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" in str(exc):
                 raise Conflict(str(exc)) from exc
             raise
+
+    async def one(self, sql: str, **params: Any) -> Any:
+        return self._execute(sql, params).fetchone()
+
+    async def all(self, sql: str, **params: Any) -> list:
+        return self._execute(sql, params).fetchall()
+
+    async def val(self, sql: str, **params: Any) -> Any:
+        row = self._execute(sql, params).fetchone()
+        return None if row is None else row[0]
+
+    async def run(self, sql: str, **params: Any) -> int:
+        return self._execute(sql, params).rowcount
 
     def ts(self, moment: datetime | None) -> Any:
         return None if moment is None else moment.astimezone(UTC).strftime(_SQLITE_TS)
@@ -197,15 +201,24 @@ class _PgTx(Tx):
 
     async def one(self, sql: str, **params: Any) -> Any:
         text, args = self._args(sql, params)
-        return await self.conn.fetchrow(text, *args)
+        try:
+            return await self.conn.fetchrow(text, *args)
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(str(exc)) from exc
 
     async def all(self, sql: str, **params: Any) -> list:
         text, args = self._args(sql, params)
-        return await self.conn.fetch(text, *args)
+        try:
+            return await self.conn.fetch(text, *args)
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(str(exc)) from exc
 
     async def val(self, sql: str, **params: Any) -> Any:
         text, args = self._args(sql, params)
-        return await self.conn.fetchval(text, *args)
+        try:
+            return await self.conn.fetchval(text, *args)
+        except asyncpg.UniqueViolationError as exc:
+            raise Conflict(str(exc)) from exc
 
     async def run(self, sql: str, **params: Any) -> int:
         text, args = self._args(sql, params)

@@ -55,6 +55,25 @@ class Subscription(Base):
     __table_args__ = (UniqueConstraint("openid", "template_id", name="uq_subscriptions_openid_template"),)
 
 
+class ConversationMessage(Base):
+    """What a resident wrote to the bot and what it answered at once (the passive reply), kept for staff to read
+    on the case page beside the notices of the outbox. Unlike inbound_messages (the dedupe record, purged after
+    hours) these stay with the resident's cases."""
+
+    __tablename__ = "conversation_messages"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    openid: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # in: from the resident · out: the bot's passive reply
+    direction: Mapped[str] = mapped_column(String(3))
+    # text · image · voice · video · shortvideo · location · link · reply
+    kind: Mapped[str] = mapped_column(String(16))
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    media_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+    __table_args__ = (Index("ix_conversation_messages_openid_id", "openid", "id"),)
+
+
 class InboundMessage(Base):
     """One processed WeChat delivery. The unique dedupe key makes a retry find the first answer."""
 
@@ -114,6 +133,16 @@ class Case(Base):
             sqlite_where=_RUNNING,
             postgresql_where=_RUNNING,
         ),
+        # … and a unit handler's inbox the same, for the cases their unit leads; newest first as well.
+        Index(
+            "ix_cases_unit_due",
+            "lead_unit",
+            text("(CASE WHEN status = 'pending' THEN accept_due_at ELSE handle_due_at END)"),
+            "id",
+            sqlite_where=_RUNNING,
+            postgresql_where=_RUNNING,
+        ),
+        Index("ix_cases_unit_created", "lead_unit", "created_at", "id"),
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
@@ -157,6 +186,17 @@ class Case(Base):
     events: Mapped[list[CaseEvent]] = relationship(
         back_populates="case", order_by="CaseEvent.id", cascade="all, delete-orphan"
     )
+
+
+class CaseCoUnit(Base):
+    """A co-handling unit (协办单位) of a case — cases.co_units as rows, kept in step by the assign and return
+    moves, so that one unit's cases are found through an index (the console's inbox, reports, the API)."""
+
+    __tablename__ = "case_co_units"
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), primary_key=True)
+    unit: Mapped[str] = mapped_column(String(80), primary_key=True)
+
+    __table_args__ = (Index("ix_case_co_units_unit", "unit", "case_id"),)
 
 
 class CaseEvent(Base):
@@ -355,3 +395,33 @@ class AuditEntry(Base):
     outcome: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str | None] = mapped_column(Text, nullable=True)
     ip: Mapped[str | None] = mapped_column(String(64), nullable=True)
+
+
+class CannedReply(Base):
+    """A reply staff use again and again, managed by admins; {案件编号} and the other placeholders of
+    bot/services/canned.py are filled in for the case at hand."""
+
+    __tablename__ = "canned_replies"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    title: Mapped[str] = mapped_column(String(40), unique=True)
+    body: Mapped[str] = mapped_column(Text)
+    updated_by: Mapped[str] = mapped_column(String(64))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ApiToken(Base):
+    """A token other city platforms call the JSON API (/api/v1) and Open311 (/open311/v2) with. It acts with
+    its role and unit exactly as an operator in the console would; only its sha256 is stored, and a revoked
+    token keeps its row (and its name, which the audit log knows it by)."""
+
+    __tablename__ = "api_tokens"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(48), unique=True)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # One of bot.services.operators.ROLES; unit: the unit of a "unit" token (承办单位).
+    role: Mapped[str] = mapped_column(String(16))
+    unit: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Moved on at most once a minute (bot/api/auth.py).
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)

@@ -411,3 +411,52 @@ async def test_the_inbox_filters_by_status_and_deadline_state(harness):
         assert first in page and second not in page and "超期" in page
         _, page = await staff.get("/cases?view=nonsense&deadline=whatever")  # unknown values are ignored
         assert first in page and second in page
+
+
+async def test_a_unit_handlers_inbox_merges_led_and_co_handled_cases_page_by_page(db_url, clock):
+    async with start_harness(db_url, clock, FRONTDOOR_CONSOLE_PAGE_SIZE="10") as h:
+        await add_operator(h, "街道小刘", "unit", unit=UNIT)
+        numbers = await _many(h, 21)
+        expected = []
+        for i, number in enumerate(numbers):
+            await do(h, "accept", number)
+            if i % 3 == 0:
+                await do(h, "assign", number, unit=OTHER_UNIT, co_units=[UNIT])  # co-handled
+                expected.append(number)
+            elif i % 3 == 1:
+                await do(h, "assign", number, unit=UNIT)  # led
+                expected.append(number)
+            else:
+                await do(h, "assign", number, unit=OTHER_UNIT)  # not theirs
+        seen: list[str] = []
+        async with Staff(h) as staff:
+            await staff.login("街道小刘")
+            path = "/cases"
+            for _ in range(5):
+                _, page = await staff.get(path)
+                seen += [n for n in numbers if f'data-number="{n}"' in page]
+                if 'rel="next"' not in page:
+                    break
+                path = "/cases?" + page.split('rel="next" href="?')[1].split('"')[0].replace("&amp;", "&")
+        assert seen == expected  # by deadline: accepted one after another, due one after another
+
+
+async def test_the_inbox_text_search_finds_short_and_long_words_in_story_and_place(harness):
+    h = harness
+    await add_operator(h, "张科员", "dispatcher")
+    numbers = await _many(h, 3)  # 某路0号 … "第0件诉求" …
+    r = h.resident("o_search")
+    await r.say("投诉")
+    await r.say("5")
+    await r.say("观山湖区百花湖镇某村")
+    await r.say("施工噪音扰民，夜里十二点还在打桩")
+    await r.say("跳过")
+    found = (await r.say("提交")).split("案件编号：")[1].split("。")[0]
+    async with Staff(h) as staff:
+        await staff.login("张科员")
+        for word in ("噪音", "夜里十二点还在打桩", "百花湖镇", "打桩"):
+            _, page = await staff.get(f"/cases?view=all&q={word}")
+            assert f'data-number="{found}"' in page, word
+            assert not any(f'data-number="{n}"' in page for n in numbers), word
+        _, page = await staff.get('/cases?view=all&q=不存在的"内容')
+        assert "没有符合条件的案件" in page

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from bot.clock import Clock
 from bot.config import Settings
-from bot.console import auth, cases, keys, live
+from bot.console import auth, canned, cases, keys, live, reports
 from bot.console.security import CSRF_FIELD, security_headers
 from bot.texts import Texts
 
@@ -32,7 +32,14 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get("/cases", cases.inbox_page, name="inbox"),
         web.get("/cases/{number}", cases.case_page, name="case"),
         web.post("/cases/{number}/{action}", cases.act, name="act"),
+        web.get("/cases/{number}/media/{media_id}", cases.media_file, name="media"),
+        web.get("/dashboard", reports.dashboard, name="dashboard"),
+        web.get("/export.csv", reports.export_csv, name="export_csv"),
+        web.get("/export.xlsx", reports.export_xlsx, name="export_xlsx"),
         web.get("/live", live.stream, name="live"),
+        web.get("/canned", canned.list_page, name="canned"),
+        web.post("/canned", canned.save, name="canned_save"),
+        web.post("/canned/{id:\\d+}/delete", canned.delete, name="canned_delete"),
         web.static("/static", HERE / "static", name="static", append_version=True),
     ]
 

@@ -3,14 +3,17 @@ case's unit are checked on the server before anything is read or changed, and ev
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from datetime import datetime, timedelta
+from pathlib import Path
 
 from aiohttp import web
 
 from bot.console import actions, keys, roles
 from bot.console.auth import audit, message_page, see_other, session_of
 from bot.console.pages import render
-from bot.services import inbox, media, operators, residents
+from bot.services import canned, conversation, inbox, media, operators, privacy, residents
 
 
 def _filters(request: web.Request) -> inbox.Filters:
@@ -44,6 +47,17 @@ async def inbox_page(request: web.Request) -> web.Response:
             after=request.query.get("after", ""),
             limit=app[keys.SETTINGS].console.page_size,
         )
+    if not roles.sees_phone(operator):
+        mark = app[keys.TEXTS]("privacy.phone_hidden")
+        hidden = [
+            dataclasses.replace(
+                row,
+                summary=privacy.hide_phones(row.summary, mark=mark),
+                place=privacy.hide_phones(row.place, mark=mark),
+            )
+            for row in found.rows
+        ]
+        found = dataclasses.replace(found, rows=hidden)
     settings = app[keys.SETTINGS]
     units = sorted({unit for unit in settings.routing.table("units").values()})
     query = {k: v for k, v in request.query.items() if k != "after"}
@@ -78,11 +92,23 @@ async def case_page(request: web.Request) -> web.Response:
     if isinstance(found, web.Response):
         return found
     done = request.query.get("done")
-    return await _render_case(request, found, done=done if done in roles.CASE_ACTIONS else None)
+    chosen = request.query.get("canned", "")
+    return await _render_case(
+        request,
+        found,
+        done=done if done in roles.CASE_ACTIONS else None,
+        canned_id=int(chosen) if chosen.isdigit() else None,
+    )
 
 
 async def _render_case(
-    request: web.Request, case: inbox.CaseFile, *, done: str | None = None, error: str | None = None, status=200
+    request: web.Request,
+    case: inbox.CaseFile,
+    *,
+    done: str | None = None,
+    error: str | None = None,
+    status=200,
+    canned_id: int | None = None,
 ) -> web.Response:
     app = request.app
     operator = session_of(request).operator
@@ -90,7 +116,11 @@ async def _render_case(
     now = clock.now()
     async with app[keys.STORE].read() as tx:
         files = await media.for_case(tx, case.id)
+        lines = await conversation.for_resident(tx, case.openid) if case.openid else []
+        replies = await canned.listing(tx) if roles.may(operator, "reply") else []
         window = await residents.window(tx, case.openid, now=now, push=settings.push) if case.openid else "unknown"
+    if not roles.sees_phone(operator):
+        case, lines = _without_phones(case, lines, app[keys.TEXTS]("privacy.phone_hidden"))
     fallback = next(iter(settings.push.fallback), None)
     channel_ready = any(
         (c == "template" and settings.push.templates) or (c == "subscribe" and settings.push.subscribe_templates)
@@ -99,6 +129,8 @@ async def _render_case(
     context = {
         "case": case,
         "files": files,
+        "conversation": lines,
+        "stored": {f.media_id for f in files if f.status == "stored"},
         "phone": case.contact_phone if roles.sees_phone(operator) else roles.mask_phone(case.contact_phone),
         "actions": [a for a in roles.CASE_ACTIONS if roles.may(operator, a)],
         "window": window,
@@ -108,8 +140,43 @@ async def _render_case(
         "due_left": _time_left(case.due_at, now),
         "pools": settings.routing.table("pools"),
         "max_extension": settings.deadlines.extension_max_days,
+        "canned": replies,
+        "prefill": _prefill(replies, canned_id, case, settings.tz),
     }
     return render(request, "case.html", context, status=status)
+
+
+def _without_phones(case: inbox.CaseFile, lines: list, mark: str) -> tuple[inbox.CaseFile, list]:
+    """What a resident or staff typed, with phone numbers hidden, for a role that may not see them."""
+
+    def hide(text: str | None) -> str | None:
+        return privacy.hide_phones(text, mark=mark, known=case.contact_phone)
+
+    ledger = [dataclasses.replace(e, note=hide(e.note)) for e in case.ledger]
+    case = dataclasses.replace(
+        case,
+        description=hide(case.description),
+        place=hide(case.place),
+        reply_text=hide(case.reply_text),
+        ledger=ledger,
+    )
+    return case, [dataclasses.replace(line, text=hide(line.text)) for line in lines]
+
+
+def _prefill(replies: list, canned_id: int | None, case: inbox.CaseFile, tz) -> str:
+    """The chosen canned reply, its placeholders filled in for this case ("" if none was chosen)."""
+    chosen = next((c for c in replies if c.id == canned_id), None)
+    if chosen is None:
+        return ""
+    return canned.fill(
+        chosen.body,
+        number=case.number,
+        category=case.category,
+        place=case.place,
+        unit=case.lead_unit,
+        received=case.created_at,
+        tz=tz,
+    )
 
 
 def _time_left(due: datetime | None, now: datetime) -> tuple[bool, timedelta] | None:
@@ -162,3 +229,30 @@ def _detail(fields: dict[str, str]) -> str | None:
     """What the audit log keeps of a form: which fields were given, and the short ones in full."""
     kept = {k: (v if len(v) <= 80 else v[:79] + "…") for k, v in fields.items() if v}
     return "; ".join(f"{k}={v}" for k, v in kept.items()) or None
+
+
+async def media_file(request: web.Request) -> web.StreamResponse:
+    """A photo, voice or video of the case from the file store — only of a case the operator may see, and only
+    a file that belongs to that case."""
+    found = await _visible_case(request, request.match_info["number"])
+    if isinstance(found, web.Response):
+        return found
+    app = request.app
+    media_id = request.match_info["media_id"]
+    async with app[keys.STORE].read() as tx:
+        files = await media.for_case(tx, found.id)
+    chosen = next((f for f in files if f.media_id == media_id and f.status == "stored" and f.path), None)
+    path = await asyncio.to_thread(_inside_store, app[keys.SETTINGS].media.store_dir, chosen.path if chosen else None)
+    if path is None:
+        return message_page(request, app[keys.TEXTS]("console.not_found"), 404)
+    response = web.FileResponse(path, headers={"Content-Type": chosen.content_type or "application/octet-stream"})
+    response.headers["Cache-Control"] = "private, max-age=3600"
+    return response
+
+
+def _inside_store(store_dir: str, stored: str | None) -> Path | None:
+    """The file, if it exists inside the file store (a path in the database is not trusted blindly)."""
+    if not stored:
+        return None
+    root, path = Path(store_dir).resolve(), Path(stored).resolve()
+    return path if path.is_relative_to(root) and path.is_file() else None

@@ -19,6 +19,7 @@ from aiohttp import web
 
 from bot.console import keys, roles
 from bot.console.auth import session_of
+from bot.services import privacy
 from bot.services.operators import Operator
 from storage.fast import unjs
 
@@ -27,6 +28,8 @@ log = logging.getLogger(__name__)
 POLL_SECONDS = 1.0
 KEEPALIVE_SECONDS = 15.0
 FAILED_SEEN_LIMIT = 500
+# Event fields that hold what a resident typed (phone numbers in them are hidden from some roles).
+_FREE_TEXT = frozenset({"place", "summary"})
 # Message types of inbound_messages that are a resident writing (not a follow, a menu click …).
 _WRITTEN = ("text", "image", "voice", "video", "shortvideo", "location", "link")
 
@@ -202,7 +205,11 @@ async def stream(request: web.Request) -> web.StreamResponse:
                 continue
             if event is None:
                 break  # the server is stopping: the browser reconnects to another instance or later
-            payload = json.dumps(event.data, ensure_ascii=False)
+            data = event.data
+            if not roles.sees_phone(operator):
+                mark = request.app[keys.TEXTS]("privacy.phone_hidden")
+                data = {k: privacy.hide_phones(v, mark=mark) if k in _FREE_TEXT else v for k, v in data.items()}
+            payload = json.dumps(data, ensure_ascii=False)
             await response.write(f"event: {event.kind}\ndata: {payload}\n\n".encode())
     except ConnectionResetError:
         pass  # the browser went away

@@ -16,7 +16,7 @@ def render(request: web.Request, template: str, context: dict, *, status: int = 
         "request": request,
         "operator": session.operator if session else None,
         "csrf": session.csrf_token if session else "",
-        "url": lambda name, **parts: str(app.router[name].url_for(**parts)),
+        "url": lambda name, **parts: str(app.router[name].url_for(**{k: str(v) for k, v in parts.items()})),
         "static": lambda path: str(app.router["static"].url_for(filename=path)),
     }
     return aiohttp_jinja2.render_template(template, request, {**common, **context}, status=status)

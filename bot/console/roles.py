@@ -19,6 +19,8 @@ from bot.services.operators import Operator
 ALL = frozenset({"admin", "dispatcher", "unit", "supervisor", "gridworker", "viewer"})
 SEE_CASES = frozenset({"admin", "dispatcher", "unit", "supervisor", "viewer"})
 SEE_PHONE = frozenset({"admin", "dispatcher", "unit", "supervisor"})
+# Canned replies (常用答复): admins write them; whoever may reply uses them.
+MANAGE_CANNED = frozenset({"admin"})
 
 # Each case action of the console and the roles that may take it.
 CASE_ACTIONS: dict[str, frozenset[str]] = {
@@ -55,6 +57,16 @@ def sees_case(operator: Operator, lead_unit: str | None, co_units: Iterable[str]
     if operator.role == "unit":
         return operator.unit is not None and (operator.unit == lead_unit or operator.unit in set(co_units))
     return True
+
+
+def sees_reports(operator: Operator) -> bool:
+    """The dashboard and the ledger export: every role that reads cases (a unit handler only with a unit)."""
+    return operator.role in SEE_CASES and (operator.role != "unit" or operator.unit is not None)
+
+
+def report_scope(operator: Operator) -> str | None:
+    """The unit whose cases a report covers — a unit handler's own — or None for every case."""
+    return operator.unit if operator.role == "unit" else None
 
 
 def sees_phone(operator: Operator) -> bool:

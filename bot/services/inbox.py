@@ -72,7 +72,7 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _where(tx: Tx, f: Filters, unit_scope: str | None) -> tuple[list[str], dict]:
+def _where(tx: Tx, f: Filters) -> tuple[list[str], dict]:
     where: list[str] = []
     params: dict = {}
     if f.view == "todo":
@@ -90,12 +90,6 @@ def _where(tx: Tx, f: Filters, unit_scope: str | None) -> tuple[list[str], dict]
     if f.deadline in DEADLINE_STATES:
         where.append("deadline_state = :deadline")
         params["deadline"] = f.deadline
-    if unit_scope is not None:
-        # A unit handler: the cases their unit leads or co-handles (co_units is a JSON list of names).
-        co = "co_units" if tx.is_sqlite else "CAST(co_units AS TEXT)"
-        where.append(f"(lead_unit = :scope OR {co} LIKE :scope_json ESCAPE '\\')")
-        params["scope"] = unit_scope
-        params["scope_json"] = f'%"{_escape_like(unit_scope)}"%'
     if f.repeat:
         where.append("EXISTS (SELECT 1 FROM case_events e WHERE e.case_id = cases.id AND e.action = 'possible_repeat')")
     q = (f.q or "").strip()
@@ -103,15 +97,59 @@ def _where(tx: Tx, f: Filters, unit_scope: str | None) -> tuple[list[str], dict]
         if _NUMBER.match(q):
             where.append("number = :number")
             params["number"] = q.upper()
+        elif tx.is_sqlite and len(q) >= 3:
+            # The trigram index (migration 0017): a phrase of three characters or more, anywhere in either column.
+            where.append("id IN (SELECT rowid FROM cases_search WHERE cases_search MATCH :phrase)")
+            params["phrase"] = '"' + q.replace('"', '""') + '"'
         else:
+            # PostgreSQL's trigram indexes serve this LIKE; on SQLite a shorter word reads the cases.
             where.append("(description LIKE :text ESCAPE '\\' OR place_label LIKE :text ESCAPE '\\')")
             params["text"] = f"%{_escape_like(q)}%"
     return where, params
 
 
+def unit_condition(scope_param: str = "scope") -> str:
+    """SQL true for the cases a unit leads or co-handles (`:scope` the unit's name), for any query on cases."""
+    return f"(lead_unit = :{scope_param} OR id IN (SELECT case_id FROM case_co_units WHERE unit = :{scope_param}))"
+
+
 async def page(tx: Tx, f: Filters, *, unit_scope: str | None = None, after: str = "", limit: int = 50) -> Page:
-    """One page of the inbox; `after` is the previous page's next_after. `unit_scope` limits it to one unit's."""
-    where, params = _where(tx, f, unit_scope)
+    """One page of the inbox; `after` is the previous page's next_after. `unit_scope` limits it to one unit's:
+    the cases it leads (through ix_cases_unit_due / ix_cases_unit_created) and those it co-handles (through
+    case_co_units), each read in order and merged — one query with OR would read every case in order."""
+    if unit_scope is None:
+        return await _page(tx, f, [], {}, after=after, limit=limit)
+    lead = await _page(tx, f, ["lead_unit = :scope"], {"scope": unit_scope}, after=after, limit=limit)
+    co = await _page(
+        tx,
+        f,
+        ["id IN (SELECT case_id FROM case_co_units WHERE unit = :scope)", "(lead_unit IS NULL OR lead_unit <> :scope)"],
+        {"scope": unit_scope},
+        after=after,
+        limit=limit,
+    )
+    if not co.rows:
+        return lead
+    by_deadline = f.view == "todo"
+
+    def key(row: Row):
+        return (row.due_at, row.id) if by_deadline else (-row.created_at.timestamp(), -row.id)
+
+    merged = sorted([*lead.rows, *co.rows], key=key)
+    more = bool(lead.next_after or co.next_after) or len(merged) > limit
+    rows = merged[:limit]
+    return Page(rows, _cursor(rows[-1], by_deadline) if more and rows else "")
+
+
+def _cursor(last: Row, by_deadline: bool) -> str:
+    key = last.due_at if by_deadline else last.created_at
+    return f"{key.isoformat()}_{last.id}"
+
+
+async def _page(tx: Tx, f: Filters, extra: list[str], extra_params: dict, *, after: str, limit: int) -> Page:
+    where, params = _where(tx, f)
+    where += extra
+    params.update(extra_params)
     by_deadline = f.view == "todo"
     if after:
         try:
@@ -149,12 +187,7 @@ ORDER BY {order} LIMIT :limit"""
         )
         for r in found[:limit]
     ]
-    next_after = ""
-    if len(found) > limit and rows:
-        last = rows[-1]
-        key = last.due_at if by_deadline else last.created_at
-        next_after = f"{key.isoformat()}_{last.id}"
-    return Page(rows, next_after)
+    return Page(rows, _cursor(rows[-1], by_deadline) if len(found) > limit and rows else "")
 
 
 def _summary(text: str, length: int = 60) -> str:

@@ -21,7 +21,7 @@ from bot.services import deadlines
 from bot.services.cases import add_ledger
 from bot.services.outbox import enqueue_text
 from bot.texts import Texts
-from storage.fast import Tx, js
+from storage.fast import Tx, js, unjs
 
 OPEN = frozenset({"pending", "accepted", "assigned", "in_progress", "replied", "reopened"})
 
@@ -115,6 +115,11 @@ async def move(tx: Tx, req: Request, *, clock: Clock, settings: Settings, texts:
     )
     if updated != 1:
         raise MoveRefused(texts("lifecycle.changed", number=req.number))
+    if "co_units" in changes:
+        # The co-handling units as rows too, so that a unit's cases are found through an index.
+        await tx.run("DELETE FROM case_co_units WHERE case_id = :id", id=case["id"])
+        for unit in unjs(changes["co_units"]):
+            await tx.run("INSERT INTO case_co_units (case_id, unit) VALUES (:id, :unit)", id=case["id"], unit=unit)
     await add_ledger(tx, case["id"], now, req.by, spec.ledger, from_status=status, to_status=target, note=note)
     await _clocks(tx, req.action, case, changes, now=now, settings=settings)
     # A resident acting in the chat sees the answer there; anyone else's move is pushed to them.

@@ -1,0 +1,1 @@
+"""The JSON API (/api/v1) and Open311 GeoReport v2 (/open311/v2) other city platforms integrate with."""
