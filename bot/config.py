@@ -71,6 +71,8 @@ class WebhookSettings:
     max_text_bytes: int = 2000
     # How long answered messages are remembered for deduplication (WeChat retries within seconds).
     dedupe_retention_hours: int = 168
+    # What residents wrote stays this long as the conversation staff read on the case page, then is purged.
+    conversation_retention_days: int = 365
 
 
 @dataclass(frozen=True)
@@ -434,6 +436,8 @@ def validate(s: Settings) -> None:
         raise ConfigError("setting webhook.reply_budget_seconds: must be between 0.1 and 4.8 (WeChat waits 5 s)")
     if s.webhook.dedupe_retention_hours < 1:
         raise ConfigError("setting webhook.dedupe_retention_hours: must be at least 1")
+    if s.webhook.conversation_retention_days < 1:
+        raise ConfigError("setting webhook.conversation_retention_days: must be at least 1")
     if s.webhook.max_body_bytes < 1024:
         raise ConfigError("setting webhook.max_body_bytes: must be at least 1024")
     if not 200 <= s.webhook.max_text_bytes <= 2048:

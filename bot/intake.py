@@ -138,24 +138,23 @@ class Intake:
                 at=tx.ts(self.clock.now()),
                 status="deferred" if deferred else "replied",
                 reply=None if deferred else js(chunks[:1]),
+                # What staff read on the case page (bot/services/conversation.py).
+                text=_said(msg),
+                media_id=msg.media_id,
             )
-            # What staff read on the case page: what the resident said, and the answer they saw at once.
-            now = self.clock.now()
-            if msg.kind != "event":
-                await conversation.record_inbound(tx, msg.openid, msg.kind, _said(msg), msg.media_id, now=now)
-            if chunks and not deferred:
-                await conversation.record_reply(tx, msg.openid, chunks[0], now=now)
         return None if deferred or not chunks else chunks[0]
 
     async def purge(self) -> int:
-        """Forget what is kept only for a while: answered messages past the dedupe retention (WeChat retries
-        within seconds) and drafts abandoned for weeks (they may hold a phone number). Rows removed."""
+        """Forget what is kept only for a while: events past the dedupe retention (WeChat retries within
+        seconds), messages past the conversation's retention, and drafts abandoned for weeks (they may hold a
+        phone number). Rows removed."""
         now = self.clock.now()
         dedupe_cutoff = now - timedelta(hours=self.settings.webhook.dedupe_retention_hours)
         draft_cutoff = now - timedelta(days=self.settings.dialog.draft_retention_days)
+        conversation_cutoff = now - timedelta(days=self.settings.webhook.conversation_retention_days)
         async with self.store.write() as tx:
-            removed = await tx.run(
-                "DELETE FROM inbound_messages WHERE received_at < :cutoff", cutoff=tx.ts(dedupe_cutoff)
+            removed = await conversation.purge(
+                tx, events_before=dedupe_cutoff, messages_before=min(conversation_cutoff, dedupe_cutoff)
             )
             return removed + await drafts.purge(tx, draft_cutoff)
 
@@ -168,8 +167,8 @@ class Intake:
 _STORED = "SELECT status, reply FROM inbound_messages WHERE dedupe_key = :key"
 _QUEUED = "SELECT id FROM outbox WHERE openid = :openid AND status = 'pending' AND created_at >= :since LIMIT 1"
 _STORE = """
-INSERT INTO inbound_messages (dedupe_key, openid, msg_type, received_at, status, reply)
-VALUES (:key, :openid, :msg_type, :at, :status, :reply)"""
+INSERT INTO inbound_messages (dedupe_key, openid, msg_type, received_at, status, reply, text, media_id)
+VALUES (:key, :openid, :msg_type, :at, :status, :reply, :text, :media_id)"""
 
 
 def _said(msg: Inbound) -> str | None:

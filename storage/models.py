@@ -55,27 +55,10 @@ class Subscription(Base):
     __table_args__ = (UniqueConstraint("openid", "template_id", name="uq_subscriptions_openid_template"),)
 
 
-class ConversationMessage(Base):
-    """What a resident wrote to the bot and what it answered at once (the passive reply), kept for staff to read
-    on the case page beside the notices of the outbox. Unlike inbound_messages (the dedupe record, purged after
-    hours) these stay with the resident's cases."""
-
-    __tablename__ = "conversation_messages"
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    openid: Mapped[str] = mapped_column(String(64))
-    at: Mapped[datetime] = mapped_column(UTCDateTime)
-    # in: from the resident · out: the bot's passive reply
-    direction: Mapped[str] = mapped_column(String(3))
-    # text · image · voice · video · shortvideo · location · link · reply
-    kind: Mapped[str] = mapped_column(String(16))
-    text: Mapped[str | None] = mapped_column(Text, nullable=True)
-    media_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
-
-    __table_args__ = (Index("ix_conversation_messages_openid_id", "openid", "id"),)
-
-
 class InboundMessage(Base):
-    """One processed WeChat delivery. The unique dedupe key makes a retry find the first answer."""
+    """One processed WeChat delivery. The unique dedupe key makes a retry find the first answer. A message's
+    words (text) and media stay as the conversation staff read on the case page (bot/services/conversation.py):
+    events are purged after webhook.dedupe_retention_hours, messages after webhook.conversation_retention_days."""
 
     __tablename__ = "inbound_messages"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
@@ -86,6 +69,10 @@ class InboundMessage(Base):
     # "replied": reply holds the passive answer; "deferred": answered `success`, reply went to the outbox.
     status: Mapped[str] = mapped_column(String(16))
     reply: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    # What the resident said: the text, a voice's recognition, a link, a place; and the media id of a photo,
+    # voice or video.
+    text: Mapped[str | None] = mapped_column(Text, nullable=True)
+    media_id: Mapped[str | None] = mapped_column(String(128), nullable=True)
 
 
 class DialogState(Base):

@@ -125,19 +125,24 @@ async def test_a_restart_mid_dialog_resumes_exactly_where_the_resident_was(db_ur
         assert "案件编号" in await r.say("提交")
 
 
-async def test_answered_messages_and_abandoned_drafts_are_forgotten_after_their_retention(harness):
-    r = harness.resident("o_old")
+async def test_events_messages_and_abandoned_drafts_are_forgotten_after_their_retention(harness):
+    h, webhook = harness, harness.settings.webhook
+    r = h.resident("o_old")
+    await r.event("click", "HELP")  # an event: kept only while WeChat might retry it
     await r.say("帮助")
-    abandoned = harness.resident("o_abandoned")
+    abandoned = h.resident("o_abandoned")
     await abandoned.say("投诉")
     await abandoned.say("1")
-    harness.clock.advance(hours=harness.settings.webhook.dedupe_retention_hours + 1)
+    h.clock.advance(hours=webhook.dedupe_retention_hours + 1)
     await r.say("我的案件")
-    assert await harness.app[app_module.INTAKE].purge() == 3  # three old messages; the draft is still young
-    assert await count(harness, InboundMessage) == 1  # the recent one stays
-    harness.clock.advance(days=harness.settings.dialog.draft_retention_days)
-    assert await harness.app[app_module.INTAKE].purge() == 2  # the last message and the abandoned draft
-    assert await count(harness, DialogState) == 0
+    assert await h.app[app_module.INTAKE].purge() == 1  # the old click; messages stay as the conversation
+    assert await count(h, InboundMessage) == 4
+    h.clock.advance(days=h.settings.dialog.draft_retention_days)
+    assert await h.app[app_module.INTAKE].purge() == 1  # the abandoned draft
+    assert await count(h, DialogState) == 0 and await count(h, InboundMessage) == 4
+    h.clock.advance(days=webhook.conversation_retention_days)
+    assert await h.app[app_module.INTAKE].purge() == 4  # the messages, past the conversation's retention
+    assert await count(h, InboundMessage) == 0
 
 
 async def test_a_deferred_answer_is_not_overtaken_by_the_next_one(db_url, clock):

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from bot.console import keys, roles
 from bot.console.auth import session_of
-from bot.services import privacy
+from bot.services import conversation, privacy
 from bot.services.operators import Operator
 from storage.fast import unjs
 
@@ -30,8 +30,6 @@ KEEPALIVE_SECONDS = 15.0
 FAILED_SEEN_LIMIT = 500
 # Event fields that hold what a resident typed (phone numbers in them are hidden from some roles).
 _FREE_TEXT = frozenset({"place", "summary"})
-# Message types of inbound_messages that are a resident writing (not a follow, a menu click …).
-_WRITTEN = ("text", "image", "voice", "video", "shortvideo", "location", "link")
 
 
 @dataclass(frozen=True)
@@ -133,17 +131,21 @@ class LiveFeed:
                     "text": texts("console.live.new_case", number=r["number"], category=r["category"]),
                 }
                 events.append(Event("case", r["number"], r["lead_unit"], tuple(unjs(r["co_units"]) or ()), data))
+            # A case new in this look is news already: the messages that filed it are not news about it.
+            told = {event.number for event in events}
             for r in await tx.all(
                 "SELECT id, openid, msg_type FROM inbound_messages WHERE id > :last ORDER BY id LIMIT 200",
                 last=self._cursor["inbound"],
             ):
                 self._cursor["inbound"] = r["id"]
-                if r["msg_type"] not in _WRITTEN:
+                if r["msg_type"] not in conversation.WRITTEN:
                     continue
                 case = await _latest_case(tx, r["openid"])
-                if case is not None:
-                    text = texts("console.live.new_message", number=case["number"])
-                    events.append(_about(case, "message", {"number": case["number"], "text": text}))
+                if case is None or case["number"] in told:
+                    continue  # several messages at once are one piece of news
+                told.add(case["number"])
+                text = texts("console.live.new_message", number=case["number"])
+                events.append(_about(case, "message", {"number": case["number"], "text": text}))
             failed = await self._failed_ids(tx)
             for row_id in sorted(set(failed) - self._failed):
                 r = await tx.one("SELECT openid, last_error FROM outbox WHERE id = :id", id=row_id)

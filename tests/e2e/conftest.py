@@ -123,13 +123,12 @@ class Console:
 
     def problems(self) -> list[str]:
         """Every error the browser reported, except a page's own HTTP status (a refusal's 403 is what a test
-        asks for, and checks) and the browser's own request for /favicon.ico, which the console does not
-        declare (its 404 is logged on the first page of every context)."""
+        asks for, and checks)."""
         found = []
         for url, kind, text in self.seen:
             failed = _FAILED_STATUS.match(text)
             source = text.rsplit(" (", 1)[-1].rstrip(")")
-            if failed and (source in self.documents or source == f"{self.h.url}/favicon.ico"):
+            if failed and source in self.documents:
                 continue
             found.append(f"{kind} on {url}: {text}")
         return found

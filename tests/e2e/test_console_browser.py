@@ -222,7 +222,12 @@ async def test_pages_render_chinese_and_are_kept_as_screenshots(harness, console
     await assert_drawn_in_chinese(page, "dd.story", "物业把停车费定为每月160元，业主都觉得太高了")
     await assert_drawn_in_chinese(page, "h1 .status", "待受理")
     await screenshot(page, "case.png")
-    for name in ("login.png", "inbox.png", "case.png"):
+
+    await page.get_by_role("link", name="统计", exact=True).click()
+    await page.wait_for_url("**/console/dashboard**")
+    await assert_drawn_in_chinese(page, "h1", "统计")
+    await screenshot(page, "dashboard.png")
+    for name in ("login.png", "inbox.png", "case.png", "dashboard.png"):
         path = SCREENSHOTS / name
         assert path.stat().st_size > 10_000, f"{path} looks empty"
 
@@ -264,3 +269,20 @@ async def test_the_browser_console_stays_clean_and_a_csp_violation_would_be_caug
     async with page.expect_navigation():
         await page.get_by_role("button", name="退出", exact=True).click()
     await page.wait_for_url("**/console/login")
+
+
+async def test_a_complaint_filed_through_the_webhook_appears_live_in_the_open_inbox(harness, console):
+    h = harness
+    await add_operator(h, "张科员", "dispatcher")
+    page = await console.page()
+    await sign_in(page, "张科员")
+    await expect(page.locator("p.empty")).to_be_visible()  # nothing yet
+    await page.wait_for_timeout(1500)  # the live feed's first look at the database sets where it starts
+    number = await filed(h, "o_live_browser")
+    row = page.locator(f'tr[data-number="{number}"]')
+    await expect(row).to_be_visible(timeout=8000)  # no reload: the row came over the event stream
+    await expect(page.locator("#live")).to_contain_text(f"新案件 {number}")
+    await expect(row.locator("td").nth(2)).to_have_text("物业与停车")
+    await row.locator("a", has_text=number).click()
+    await page.wait_for_url(f"**/console/cases/{number}")
+    await expect(page.locator("h1")).to_contain_text(number)

@@ -48,6 +48,8 @@ function addRow(data) {
     row.appendChild(cell);
   });
   body.prepend(row);
+  body.closest("table").hidden = false;
+  document.querySelector("p.empty")?.remove();
 }
 
 const liveUrl = document.body.dataset.live;

@@ -1,4 +1,6 @@
-"""conversation_messages: what residents wrote and the bot's passive replies, for the console's case page
+"""inbound_messages keep a message's words and media: the conversation on the console's case page
+
+The row is written in the message's own transaction anyway; its words cost nothing more on the hot path.
 
 Revision ID: 0015
 Revises: 0014
@@ -7,8 +9,6 @@ Revises: 0014
 import sqlalchemy as sa
 from alembic import op
 
-import storage.types
-
 revision = "0015"
 down_revision = "0014"
 branch_labels = None
@@ -16,19 +16,12 @@ depends_on = None
 
 
 def upgrade() -> None:
-    op.create_table(
-        "conversation_messages",
-        sa.Column("id", sa.Integer(), nullable=False),
-        sa.Column("openid", sa.String(length=64), nullable=False),
-        sa.Column("at", storage.types.UTCDateTime(timezone=True), nullable=False),
-        sa.Column("direction", sa.String(length=3), nullable=False),
-        sa.Column("kind", sa.String(length=16), nullable=False),
-        sa.Column("text", sa.Text(), nullable=True),
-        sa.Column("media_id", sa.String(length=128), nullable=True),
-        sa.PrimaryKeyConstraint("id", name=op.f("pk_conversation_messages")),
-    )
-    op.create_index("ix_conversation_messages_openid_id", "conversation_messages", ["openid", "id"])
+    with op.batch_alter_table("inbound_messages", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("text", sa.Text(), nullable=True))
+        batch_op.add_column(sa.Column("media_id", sa.String(length=128), nullable=True))
 
 
 def downgrade() -> None:
-    op.drop_table("conversation_messages")
+    with op.batch_alter_table("inbound_messages", schema=None) as batch_op:
+        batch_op.drop_column("media_id")
+        batch_op.drop_column("text")
