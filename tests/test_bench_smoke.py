@@ -22,3 +22,9 @@ def test_outbox_bench_runs():
     out = run("bench.outbox", "--notices", "100", "--residents", "20")
     checks = [line for line in out.splitlines() if line.startswith("exactly once")]
     assert len(checks) == 2 and all("PASS" in line and "0 duplicate(s), 0 missing" in line for line in checks)
+
+
+def test_inbox_bench_runs():
+    out = run("bench.inbox", "--cases", "2000", "--requests", "3")
+    views = [line for line in out.splitlines() if "PASS" in line or "MISS" in line]
+    assert len(views) == 8 and all("PASS" in line for line in views)  # every indexed view, small and fast here

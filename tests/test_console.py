@@ -460,3 +460,38 @@ async def test_the_inbox_text_search_finds_short_and_long_words_in_story_and_pla
             assert not any(f'data-number="{n}"' in page for n in numbers), word
         _, page = await staff.get('/cases?view=all&q=不存在的"内容')
         assert "没有符合条件的案件" in page
+
+
+async def _at(h, status: str) -> str:
+    """A case moved by the rules to `status`: assigned, in_progress or replied."""
+    number = await filed(h, f"o_at_{status}")
+    steps = [("accept", {}), ("assign", {"unit": UNIT}), ("start", {}), ("reply", {"text": "已处理"})]
+    for action, kw in steps[: {"assigned": 2, "in_progress": 3, "replied": 4}[status]]:
+        await do(h, action, number, **kw)
+    return number
+
+
+@pytest.mark.parametrize(
+    ("status", "action", "fields", "code", "message"),
+    [
+        ("assigned", "return", {}, 400, "请填写理由"),
+        ("in_progress", "reply", {}, 400, "请填写答复内容"),
+        ("replied", "reopen", {}, 400, "请填写理由"),
+        ("in_progress", "extend", {"days": "10"}, 400, "请填写理由"),
+        ("assigned", "tier", {"tier": "大事"}, 409, "没有“大事”这一级"),
+        ("assigned", "checkin", {"unit": "派出所"}, 409, "没有召集"),
+    ],
+)
+async def test_each_later_action_without_what_it_needs_is_refused_and_changes_nothing(
+    harness, status, action, fields, code, message
+):
+    h = harness
+    await add_operator(h, "管理员", "admin")
+    number = await _at(h, status)
+    before = await case_of(h, number)
+    async with Staff(h) as staff:
+        await staff.login("管理员")
+        got, page = await staff.act(number, action, **fields)
+        assert got == code and message in page
+    after = await case_of(h, number)
+    assert (after.status, after.tier, len(after.events)) == (before.status, before.tier, len(before.events))
