@@ -148,8 +148,9 @@ class Case(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
     accept_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
-    # The lifecycle (bot/services/lifecycle.py): who handles it, and when each step happened.
-    lead_unit: Mapped[str | None] = mapped_column(String(80), nullable=True, index=True)
+    # The lifecycle (bot/services/lifecycle.py): who handles it, and when each step happened. The lead unit is
+    # indexed with created_at (ix_cases_unit_created) and with the deadline (ix_cases_unit_due).
+    lead_unit: Mapped[str | None] = mapped_column(String(80), nullable=True)
     # 三事分解: 小事 / 民事 / 难事 (or the office's own names), from the category, changed by hand.
     tier: Mapped[str | None] = mapped_column(String(16), nullable=True)
     co_units: Mapped[list] = mapped_column(JSON, default=list, server_default="[]")
