@@ -495,3 +495,47 @@ async def test_each_later_action_without_what_it_needs_is_refused_and_changes_no
         assert got == code and message in page
     after = await case_of(h, number)
     assert (after.status, after.tier, len(after.events)) == (before.status, before.tier, len(before.events))
+
+
+async def test_guesses_sent_all_at_once_cannot_outrun_the_lockout(harness):
+    h = harness
+    await add_operator(h, "李科员", "dispatcher")
+    async with Staff(h) as staff:
+        _, page = await staff.get("/login")
+        data = {"csrf": csrf_of(page), "name": "李科员", "password": "不对的密码不对的密码", "next": ""}
+
+        async def guess() -> int:
+            async with staff.http.post(staff.base + "/login", data=data) as resp:
+                return resp.status
+
+        statuses = await asyncio.gather(*(guess() for _ in range(20)))
+    checked = [a for a in await audit_rows(h) if a.action == "login" and a.outcome == "failed"]
+    assert len(checked) == 5  # only max_failed_logins passwords were ever checked
+    assert statuses.count(401) <= 5 and statuses.count(403) >= 15  # the rest were refused unchecked
+
+
+async def test_bad_input_is_a_clear_answer_never_a_500(harness):
+    h = harness
+    await add_operator(h, "管理员", "admin")
+    number = await filed(h, "o_bad_input")
+    async with Staff(h) as staff:
+        await staff.login("管理员")
+        for path in (
+            "/cases?q=ab%00cd",
+            "/cases?view=all&after=0001-01-01T00:00:00%2B05:00_1",
+            "/cases?after=2026-01-01T00:00:00_99999999999999999999",
+            "/dashboard?from=0001-01-01&to=0001-01-02",
+            "/export.csv?from=1970-01-01&to=9000-12-31",
+        ):
+            status, _ = await staff.get(path)
+            assert status in (200, 400), path
+        await staff.get("/canned")
+        assert (await staff.post("/canned/99999999999999999999999/delete"))[0] == 404
+        assert (await staff.post("/canned", {"id": "99999999999999999999999", "title": "标题", "body": "内容"}))[
+            0
+        ] == 200
+        status, _ = await staff.act(number, "accept")
+        assert status == 200
+        status, _ = await staff.act(number, "assign", unit=OTHER_UNIT, co_units=f"{UNIT}、{UNIT}")
+        assert status == 200  # a unit named twice is one co-handling unit
+    assert (await case_of(h, number)).co_units == [UNIT]

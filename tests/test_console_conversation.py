@@ -69,3 +69,33 @@ async def test_another_units_handler_cannot_fetch_the_photo(media_harness):
         await staff.login("环保小吴")
         async with staff.http.get(f"{staff.base}/cases/{number}/media/m_gate") as resp:
             assert resp.status == 403 and await resp.read() != PHOTO
+
+
+async def test_a_unit_handler_sees_only_this_cases_notices_when_the_resident_has_others_elsewhere(harness):
+    from bot.app import STORE
+    from bot.services import cases
+
+    h = harness
+    await add_operator(h, "街道小刘", "unit", unit="云城街道办事处")
+    numbers = []
+    for story in ("小区停车收费过高", "工地夜间施工噪音"):
+        async with h.app[STORE].write() as tx:
+            new = cases.NewComplaint("o_two_cases", "其他", "某路1号", None, None, story, [], [], None)
+            numbers.append(
+                await cases.submit_complaint(
+                    tx, new, now=h.clock.now(), tz=h.settings.tz, prefix="XF", acceptance_days=15
+                )
+            )
+    mine, theirs = numbers
+    for number, unit in ((mine, "云城街道办事处"), (theirs, "生态环境局")):
+        await do(h, "accept", number)
+        await do(h, "assign", number, unit=unit)
+    await do(h, "start", theirs)
+    await do(h, "reply", theirs, text="经查明，秘密内容只给环保局看")
+    async with Staff(h) as staff:
+        await staff.login("街道小刘")
+        status, page = await staff.get(f"/cases/{mine}")
+    assert status == 200
+    assert "秘密内容" not in page and theirs not in page
+    assert "这里只显示与本案有关的通知" in page
+    assert f"案件 {mine}" in page.split('class="conversation"')[1]  # this case's own notices are there

@@ -22,7 +22,10 @@ class Stream:
         try:
             async with asyncio.timeout(within):
                 while True:
-                    line = (await self.resp.content.readline()).decode().rstrip("\n")
+                    raw = await self.resp.content.readline()
+                    if not raw:
+                        return None  # the server ended the stream
+                    line = raw.decode().rstrip("\n")
                     if line.startswith("event: "):
                         kind = line[len("event: ") :]
                     elif line.startswith("data: ") and kind:
@@ -74,7 +77,8 @@ async def test_a_unit_handler_hears_only_of_their_units_cases(harness):
 async def test_a_notice_wechat_would_not_take_is_announced(db_url, clock):
     from tests.conftest import start_harness
 
-    async with start_harness(db_url, clock) as h:  # no template configured: outside the window a notice fails
+    # No template configured: outside the window a notice fails. The session outlives the two days that pass.
+    async with start_harness(db_url, clock, FRONTDOOR_CONSOLE_SESSION_HOURS="100") as h:
         await add_operator(h, "张科员", "dispatcher")
         number = await filed(h, "o_live_fail")
         async with Staff(h) as staff:
@@ -97,3 +101,19 @@ async def test_the_stream_needs_a_session(harness):
     async with Staff(h) as staff:
         async with staff.http.get(staff.base + "/live", allow_redirects=False) as resp:
             assert resp.status == 302
+
+
+async def test_signing_out_ends_the_stream_and_nothing_more_is_sent(harness):
+    h = harness
+    await add_operator(h, "张科员", "dispatcher")
+    async with Staff(h) as staff:
+        await staff.login("张科员")
+        stream = await open_stream(staff)
+        cookie = {c.key: c.value for c in staff.http.cookie_jar}["fd_session"]
+        await staff.post("/logout")
+        await filed(h, "o_after_logout")
+        # The stream ends instead of carrying the new case: read to its end.
+        async with asyncio.timeout(5):
+            rest = await stream.resp.content.read()
+        assert b"o_after_logout" not in rest and b"event: case" not in rest
+        assert cookie  # (the session's cookie existed while the stream was open)

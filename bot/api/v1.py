@@ -104,7 +104,8 @@ async def list_cases(request: web.Request) -> web.Response:
     filters, after, limit = _filters(request)
     scope = operator.unit if operator.role == "unit" else None
     async with request.app[keys.STORE].read() as tx:
-        found = await inbox.page(tx, filters, unit_scope=scope, after=after, limit=limit)
+        mark = None if roles.sees_phone(operator) else request.app[keys.TEXTS]("privacy.phone_hidden")
+        found = await inbox.page(tx, filters, unit_scope=scope, after=after, limit=limit, phone_mark=mark)
     return reply({"cases": [_row(request, r) for r in found.rows], "next": found.next_after or None})
 
 

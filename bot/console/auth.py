@@ -143,25 +143,26 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     name = str(form.get("name", "")).strip()
     password = str(form.get("password", ""))
     now = clock.now()
-    async with app[keys.STORE].read() as tx:
+    limits = {
+        "now": now,
+        "max_failures": settings.console.max_failed_logins,
+        "lock_for": timedelta(minutes=settings.console.lockout_minutes),
+    }
+    async with app[keys.STORE].write() as tx:
         found = await operators.account(tx, name) if name else None
-    if found is not None and found.locked_until is not None and found.locked_until > now:
+        # The attempt is counted before its password is checked, so guesses sent in parallel cannot outrun the
+        # lockout: only max_failures of them are ever checked.
+        locked_until = await operators.reserve_attempt(tx, found.operator.id, **limits) if found else None
+    if locked_until is not None:
         await audit(request, "login", outcome="refused", detail="locked", who=name)
-        until = found.locked_until.astimezone(settings.tz).strftime("%H:%M")
+        until = locked_until.astimezone(settings.tz).strftime("%H:%M")
         return await login_page(request, error=texts("console.login.locked", until=until), status=403)
     usable = found is not None and found.active
     ok = await asyncio.to_thread(operators.verify_password, found.password_hash if usable else None, password)
     if not ok:
-        locked_until = None
         if found is not None:
             async with app[keys.STORE].write() as tx:
-                locked_until = await operators.sign_in_failed(
-                    tx,
-                    found.operator.id,
-                    now=now,
-                    max_failures=settings.console.max_failed_logins,
-                    lock_for=timedelta(minutes=settings.console.lockout_minutes),
-                )
+                locked_until = await operators.sign_in_failed(tx, found.operator.id, **limits)
         await audit(request, "login", outcome="failed", detail="locked now" if locked_until else None, who=name or "-")
         if locked_until is not None:
             until = locked_until.astimezone(settings.tz).strftime("%H:%M")

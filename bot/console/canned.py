@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from bot.api.checks import row_id
 from bot.console import keys, roles
 from bot.console.auth import audit, message_page, see_other, session_of
 from bot.console.pages import render
@@ -26,7 +27,7 @@ async def page(request: web.Request, *, error: str | None = None, form: dict | N
     async with request.app[keys.STORE].read() as tx:
         found = await canned.listing(tx)
     editing = None
-    if "edit" in request.query and request.query["edit"].isdigit():
+    if row_id(request.query.get("edit", "")):
         editing = next((c for c in found if c.id == int(request.query["edit"])), None)
     context = {
         "replies": found,
@@ -55,7 +56,7 @@ async def save(request: web.Request) -> web.Response:
         async with app[keys.STORE].write() as tx:
             saved = await canned.save(
                 tx,
-                canned_id=int(raw_id) if raw_id.isdigit() else None,
+                canned_id=int(raw_id) if row_id(raw_id) else None,
                 title=fields["title"],
                 body=fields["body"],
                 by=session_of(request).operator.name,
@@ -73,6 +74,8 @@ async def delete(request: web.Request) -> web.Response:
     if not _may_manage(request):
         return await _refuse(request, "canned_delete")
     canned_id = request.match_info["id"]
+    if not row_id(canned_id):
+        return message_page(request, request.app[keys.TEXTS]("console.not_found"), 404)
     async with request.app[keys.STORE].write() as tx:
         gone = await canned.delete(tx, int(canned_id))
     await audit(request, "canned_delete", target=canned_id, outcome="ok" if gone else "failed")

@@ -10,10 +10,12 @@ from pathlib import Path
 
 from aiohttp import web
 
+from bot.api.checks import usable
 from bot.console import actions, keys, roles
 from bot.console.auth import audit, message_page, see_other, session_of
 from bot.console.pages import render
 from bot.services import canned, conversation, inbox, media, operators, privacy, residents
+from storage.fast import unjs
 
 
 def _filters(request: web.Request) -> inbox.Filters:
@@ -26,9 +28,15 @@ def _filters(request: web.Request) -> inbox.Filters:
         category=q.get("category") or None,
         unit=q.get("unit") or None,
         deadline=q.get("deadline") if q.get("deadline") in inbox.DEADLINE_STATES else None,
-        q=(q.get("q") or "").strip()[:80] or None,
+        q=_search_words(q.get("q") or ""),
         repeat=q.get("repeat") == "1",
     )
+
+
+def _search_words(text: str) -> str | None:
+    """What to search for; text the databases cannot compare (a NUL, a lone surrogate) searches for nothing."""
+    text = text.strip()[:80]
+    return text if text and usable(text) else None
 
 
 async def inbox_page(request: web.Request) -> web.Response:
@@ -46,18 +54,8 @@ async def inbox_page(request: web.Request) -> web.Response:
             unit_scope=scope,
             after=request.query.get("after", ""),
             limit=app[keys.SETTINGS].console.page_size,
+            phone_mark=None if roles.sees_phone(operator) else app[keys.TEXTS]("privacy.phone_hidden"),
         )
-    if not roles.sees_phone(operator):
-        mark = app[keys.TEXTS]("privacy.phone_hidden")
-        hidden = [
-            dataclasses.replace(
-                row,
-                summary=privacy.hide_phones(row.summary, mark=mark),
-                place=privacy.hide_phones(row.place, mark=mark),
-            )
-            for row in found.rows
-        ]
-        found = dataclasses.replace(found, rows=hidden)
     settings = app[keys.SETTINGS]
     units = sorted({unit for unit in settings.routing.table("units").values()})
     query = {k: v for k, v in request.query.items() if k != "after"}
@@ -117,8 +115,12 @@ async def _render_case(
     async with app[keys.STORE].read() as tx:
         files = await media.for_case(tx, case.id)
         lines = await conversation.for_resident(tx, case.openid) if case.openid else []
+        partial = await _others_hidden(tx, operator, case)
         replies = await canned.listing(tx) if roles.may(operator, "reply") else []
         window = await residents.window(tx, case.openid, now=now, push=settings.push) if case.openid else "unknown"
+    if partial:
+        # The resident also has cases this operator may not see: only the notices about this one are theirs.
+        lines = [line for line in lines if line.who == "notice" and line.case_number == case.number]
     if not roles.sees_phone(operator):
         case, lines = _without_phones(case, lines, app[keys.TEXTS]("privacy.phone_hidden"))
     fallback = next(iter(settings.push.fallback), None)
@@ -130,6 +132,7 @@ async def _render_case(
         "case": case,
         "files": files,
         "conversation": lines,
+        "conversation_partial": partial,
         "stored": {f.media_id for f in files if f.status == "stored"},
         "phone": case.contact_phone if roles.sees_phone(operator) else roles.mask_phone(case.contact_phone),
         "actions": [a for a in roles.CASE_ACTIONS if roles.may(operator, a)],
@@ -146,6 +149,18 @@ async def _render_case(
     return render(request, "case.html", context, status=status)
 
 
+async def _others_hidden(tx, operator, case: inbox.CaseFile) -> bool:
+    """Whether the resident has other cases the operator may not see (their conversation covers them all)."""
+    if not case.openid or operator.role != "unit":
+        return False
+    for other in await tx.all(
+        "SELECT lead_unit, co_units FROM cases WHERE openid = :openid AND id <> :id", openid=case.openid, id=case.id
+    ):
+        if not roles.sees_case(operator, other["lead_unit"], unjs(other["co_units"]) or ()):
+            return True
+    return False
+
+
 def _without_phones(case: inbox.CaseFile, lines: list, mark: str) -> tuple[inbox.CaseFile, list]:
     """What a resident or staff typed, with phone numbers hidden, for a role that may not see them."""
 
@@ -158,6 +173,7 @@ def _without_phones(case: inbox.CaseFile, lines: list, mark: str) -> tuple[inbox
         description=hide(case.description),
         place=hide(case.place),
         reply_text=hide(case.reply_text),
+        rating_comment=hide(case.rating_comment),
         ledger=ledger,
     )
     return case, [dataclasses.replace(line, text=hide(line.text)) for line in lines]
@@ -245,9 +261,15 @@ async def media_file(request: web.Request) -> web.StreamResponse:
     path = await asyncio.to_thread(_inside_store, app[keys.SETTINGS].media.store_dir, chosen.path if chosen else None)
     if path is None:
         return message_page(request, app[keys.TEXTS]("console.not_found"), 404)
-    response = web.FileResponse(path, headers={"Content-Type": chosen.content_type or "application/octet-stream"})
-    response.headers["Cache-Control"] = "private, max-age=3600"
-    return response
+    ctype = (chosen.content_type or "").split(";")[0].strip().lower()
+    headers = {"Cache-Control": "private, max-age=3600"}
+    if ctype.startswith(("image/", "audio/", "video/")) and "svg" not in ctype:
+        headers["Content-Type"] = ctype
+    else:
+        # Whatever else WeChat's hosts labelled it, it is not rendered on the console's origin.
+        headers["Content-Type"] = "application/octet-stream"
+        headers["Content-Disposition"] = "attachment"
+    return web.FileResponse(path, headers=headers)
 
 
 def _inside_store(store_dir: str, stored: str | None) -> Path | None:

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from bot.console import keys, roles
+from bot.console import auth, keys, roles
 from bot.console.auth import session_of
-from bot.services import conversation, privacy
+from bot.services import conversation, operators, privacy
 from bot.services.operators import Operator
 from storage.fast import unjs
 
@@ -183,6 +183,13 @@ def _summary(text: str, length: int = 60) -> str:
 FEED = web.AppKey("console_live_feed", LiveFeed)
 
 
+async def _still_signed_in(request: web.Request, token: str, operator: Operator) -> bool:
+    """The stream's session is still live and its operator's role and unit are as they were."""
+    async with request.app[keys.STORE].read() as tx:
+        session = await operators.session(tx, token, now=request.app[keys.CLOCK].now())
+    return session is not None and (session.operator.role, session.operator.unit) == (operator.role, operator.unit)
+
+
 async def stream(request: web.Request) -> web.StreamResponse:
     """The event stream of one browser: `event: case|message|failure`, `data: {json}`; a comment every
     KEEPALIVE_SECONDS so proxies keep the connection open."""
@@ -197,16 +204,21 @@ async def stream(request: web.Request) -> web.StreamResponse:
     await response.prepare(request)
     feed = request.app[FEED]
     listener = feed.subscribe(operator)
+    token = request.cookies.get(auth.COOKIE, "")
     try:
         await response.write(b": connected\n\n")
         while True:
             try:
                 event = await asyncio.wait_for(listener.queue.get(), KEEPALIVE_SECONDS)
             except TimeoutError:
-                await response.write(b": keepalive\n\n")
-                continue
+                event = "keepalive"
             if event is None:
                 break  # the server is stopping: the browser reconnects to another instance or later
+            if not await _still_signed_in(request, token, operator):
+                break  # signed out, expired or changed since the stream opened: it ends with the session
+            if event == "keepalive":
+                await response.write(b": keepalive\n\n")
+                continue
             data = event.data
             if not roles.sees_phone(operator):
                 mark = request.app[keys.TEXTS]("privacy.phone_hidden")

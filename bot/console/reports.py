@@ -34,7 +34,7 @@ from bot.console import keys, roles
 from bot.console.auth import audit, message_page, session_of
 from bot.console.pages import render
 from bot.console.security import HEADERS
-from bot.services import inbox, reports
+from bot.services import inbox, privacy, reports
 from bot.texts import Texts
 
 DEFAULT_DAYS = 30
@@ -62,6 +62,11 @@ XLSX_IN_PROCESS_ROWS = 5_000
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
+# Dates a period may name (far ones would overflow the time arithmetic), and the longest export: ten years.
+EARLIEST_YEAR, LATEST_YEAR = 2000, 2100
+MAX_EXPORT_DAYS = 3660
+
+
 class PeriodError(Exception):
     """The period asked for cannot be read; the message says why, for the operator."""
 
@@ -79,14 +84,17 @@ def _read_period(request: web.Request, *, max_days: int | None) -> reports.Perio
                 if not _DATE.match(value):
                     raise ValueError(value)
                 given[name] = date.fromisoformat(value)
+                if not EARLIEST_YEAR <= given[name].year <= LATEST_YEAR:
+                    raise ValueError(value)
             except ValueError:
                 raise PeriodError(texts("console.dashboard.bad_date", example=today.isoformat())) from None
     last = given.get("to", today)
     first = given.get("from", last - timedelta(days=DEFAULT_DAYS - 1))
     if first > last:
         raise PeriodError(texts("console.dashboard.bad_order"))
-    if max_days is not None and (last - first).days + 1 > max_days:
-        raise PeriodError(texts("console.dashboard.too_long", days=max_days))
+    limit = max_days if max_days is not None else MAX_EXPORT_DAYS
+    if (last - first).days + 1 > limit:
+        raise PeriodError(texts("console.dashboard.too_long", days=limit))
     return reports.period(first, last, tz)
 
 
@@ -238,7 +246,13 @@ class _Ledger:
         if row.rating is None:
             return ""
         label = self.ratings[row.rating - 1] if 1 <= row.rating <= len(self.ratings) else str(row.rating)
-        return f"{label}：{row.rating_comment}" if row.rating_comment else label
+        return f"{label}：{self._free(row, row.rating_comment)}" if row.rating_comment else label
+
+    def _free(self, row: reports.LedgerRow, text: str | None) -> str:
+        """What a resident typed: phone numbers in it hidden from a role that may not see them."""
+        if self.show_phone or not text:
+            return text or ""
+        return privacy.hide_phones(text, mark=self.texts("privacy.phone_hidden"), known=row.contact_phone) or ""
 
     def values(self, row: reports.LedgerRow) -> list[str | datetime | None]:
         status = f"status.{row.status}"
@@ -247,8 +261,8 @@ class _Ledger:
             self._local(row.created_at),
             _resident(row.openid, row.contact_phone, show_phone=self.show_phone),
             row.category,
-            row.place,
-            " ".join((row.description or "").split()),
+            self._free(row, row.place),
+            self._free(row, " ".join((row.description or "").split())),
             row.lead_unit or "",
             self.texts(status) if self.texts.has(status) else row.status,
             self._local(row.accept_due_at),

@@ -21,9 +21,10 @@ class Line:
     kind: str
     text: str | None
     media_id: str | None = None
-    # For notices: pending · sent · failed, and why it failed.
+    # For notices: pending · sent · failed, and why it failed; the case it is about, when it says.
     delivery: str | None = None
     error: str | None = None
+    case_number: str | None = None
 
 
 async def for_resident(tx: Tx, openid: str, *, limit: int = 200) -> list[Line]:
@@ -51,7 +52,18 @@ async def for_resident(tx: Tx, openid: str, *, limit: int = 200) -> list[Line]:
     ):
         payload = unjs(r["payload"]) or {}
         text = payload.get("content") or payload.get("head") or ""
-        notices.append(Line(tx.dt(r["created_at"]), "notice", r["kind"], text, None, r["status"], r["last_error"]))
+        notices.append(
+            Line(
+                tx.dt(r["created_at"]),
+                "notice",
+                r["kind"],
+                text,
+                None,
+                r["status"],
+                r["last_error"],
+                payload.get("case_number"),
+            )
+        )
     lines = said[::-1] + notices[::-1]  # each oldest first; the sort below is stable
     lines.sort(key=lambda line: line.at)
     return lines[-limit:]

@@ -7,11 +7,12 @@ ix_cases_due; every other view lists the newest first through the index on creat
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bot.services import deadlines
+from bot.services import deadlines, privacy
 from storage.fast import Tx, unjs
 
 # The deadline of the clock a case has running: acceptance while pending, handling after. The same text as the
@@ -113,10 +114,34 @@ def unit_condition(scope_param: str = "scope") -> str:
     return f"(lead_unit = :{scope_param} OR id IN (SELECT case_id FROM case_co_units WHERE unit = :{scope_param}))"
 
 
-async def page(tx: Tx, f: Filters, *, unit_scope: str | None = None, after: str = "", limit: int = 50) -> Page:
+async def page(
+    tx: Tx,
+    f: Filters,
+    *,
+    unit_scope: str | None = None,
+    after: str = "",
+    limit: int = 50,
+    phone_mark: str | None = None,
+) -> Page:
     """One page of the inbox; `after` is the previous page's next_after. `unit_scope` limits it to one unit's:
     the cases it leads (through ix_cases_unit_due / ix_cases_unit_created) and those it co-handles (through
-    case_co_units), each read in order and merged — one query with OR would read every case in order."""
+    case_co_units), each read in order and merged — one query with OR would read every case in order.
+    `phone_mark`, for a reader who may not see phone numbers, stands in for those typed into place and story."""
+    found = await _scoped_page(tx, f, unit_scope=unit_scope, after=after, limit=limit)
+    if phone_mark is None:
+        return found
+    hidden = [
+        dataclasses.replace(
+            row,
+            summary=privacy.hide_phones(row.summary, mark=phone_mark),
+            place=privacy.hide_phones(row.place, mark=phone_mark),
+        )
+        for row in found.rows
+    ]
+    return Page(hidden, found.next_after)
+
+
+async def _scoped_page(tx: Tx, f: Filters, *, unit_scope: str | None, after: str, limit: int) -> Page:
     if unit_scope is None:
         return await _page(tx, f, [], {}, after=after, limit=limit)
     lead = await _page(tx, f, ["lead_unit = :scope"], {"scope": unit_scope}, after=after, limit=limit)
@@ -154,8 +179,11 @@ async def _page(tx: Tx, f: Filters, extra: list[str], extra_params: dict, *, aft
     if after:
         try:
             key, last_id = after.rsplit("_", 1)
-            params["after_key"], params["after_id"] = tx.ts(datetime.fromisoformat(key)), int(last_id)
-        except ValueError:
+            moment, row = datetime.fromisoformat(key), int(last_id)
+            if moment.tzinfo is None or not 2000 <= moment.year <= 2100 or not 0 <= row < 2**31:
+                raise ValueError(after)
+            params["after_key"], params["after_id"] = tx.ts(moment), row
+        except (ValueError, OverflowError):
             pass  # a cursor someone edited: start from the first page
         else:
             keyset = (

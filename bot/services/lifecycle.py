@@ -161,7 +161,7 @@ async def _changes(tx: Tx, req: Request, case, *, now: datetime, settings: Setti
     if req.action == "assign":
         if not (req.unit or "").strip():
             raise MoveRefused(texts("lifecycle.unit_required"))
-        co = [u for u in req.co_units if u and u != req.unit]
+        co = list(dict.fromkeys(u for u in req.co_units if u and u != req.unit))
         note = "、".join([req.unit, *co])
         return {"lead_unit": req.unit, "co_units": js(co), "assigned_at": tx.ts(now)}, note, {"unit": req.unit}
     if req.action == "return":

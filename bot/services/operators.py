@@ -142,17 +142,36 @@ async def signed_in(tx: Tx, operator_id: int) -> None:
     await tx.run("UPDATE operators SET failed_logins = 0, locked_until = NULL WHERE id = :id", id=operator_id)
 
 
+async def reserve_attempt(
+    tx: Tx, operator_id: int, *, now: datetime, max_failures: int, lock_for: timedelta
+) -> datetime | None:
+    """Count a sign-in attempt before its password is checked: None if it may be checked, else until when the
+    account is locked. The count is reset by a success (`signed_in`) and when the lock is set."""
+    attempts = await tx.val(
+        "UPDATE operators SET failed_logins = failed_logins + 1 "
+        "WHERE id = :id AND (locked_until IS NULL OR locked_until <= :now) RETURNING failed_logins",
+        id=operator_id,
+        now=tx.ts(now),
+    )
+    if attempts is None:  # locked already
+        return tx.dt(await tx.val("SELECT locked_until FROM operators WHERE id = :id", id=operator_id))
+    if attempts <= max_failures:
+        return None
+    return await _lock(tx, operator_id, now + lock_for)  # more attempts under way than the lockout allows
+
+
 async def sign_in_failed(
     tx: Tx, operator_id: int, *, now: datetime, max_failures: int, lock_for: timedelta
 ) -> datetime | None:
-    """Count a failed sign-in; at max_failures the account locks until the time returned (else None)."""
-    failures = await tx.val(
-        "UPDATE operators SET failed_logins = failed_logins + 1 WHERE id = :id RETURNING failed_logins",
-        id=operator_id,
-    )
-    if failures is None or failures < max_failures:
+    """A checked password was wrong (its attempt counted already): at max_failures the account locks until the
+    time returned (else None)."""
+    attempts = await tx.val("SELECT failed_logins FROM operators WHERE id = :id", id=operator_id)
+    if attempts is None or attempts < max_failures:
         return None
-    until = now + lock_for
+    return await _lock(tx, operator_id, now + lock_for)
+
+
+async def _lock(tx: Tx, operator_id: int, until: datetime) -> datetime:
     await tx.run(
         "UPDATE operators SET locked_until = :until, failed_logins = 0 WHERE id = :id",
         until=tx.ts(until),
