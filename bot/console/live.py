@@ -19,7 +19,7 @@ from aiohttp import web
 
 from bot.console import auth, keys, roles
 from bot.console.auth import session_of
-from bot.services import conversation, operators, privacy
+from bot.services import conversation, inbox, operators, privacy
 from bot.services.operators import Operator
 from storage.fast import unjs
 
@@ -125,7 +125,7 @@ class LiveFeed:
                     "number": r["number"],
                     "category": r["category"],
                     "place": r["place_label"],
-                    "summary": _summary(r["description"]),
+                    "summary": inbox.summary(r["description"]),
                     "status": texts(f"status.{r['status']}"),
                     "received": tx.dt(r["created_at"]).astimezone(tz).strftime("%Y-%m-%d %H:%M"),
                     "text": texts("console.live.new_case", number=r["number"], category=r["category"]),
@@ -173,11 +173,6 @@ async def _latest_case(tx, openid: str):
 
 def _about(case, kind: str, data: dict) -> Event:
     return Event(kind, case["number"], case["lead_unit"], tuple(unjs(case["co_units"]) or ()), data)
-
-
-def _summary(text: str, length: int = 60) -> str:
-    text = " ".join((text or "").split())
-    return text if len(text) <= length else text[: length - 1] + "…"
 
 
 FEED = web.AppKey("console_live_feed", LiveFeed)

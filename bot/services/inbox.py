@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from bot.services import deadlines, privacy
+from bot.services.cases import LedgerEntry
 from storage.fast import Tx, unjs
 
 # The deadline of the clock a case has running: acceptance while pending, handling after. The same text as the
@@ -205,7 +206,7 @@ ORDER BY {order} LIMIT :limit"""
             r["number"],
             r["category"],
             r["place_label"],
-            _summary(r["description"]),
+            summary(r["description"]),
             r["status"],
             r["lead_unit"],
             tx.dt(r["created_at"]),
@@ -218,22 +219,13 @@ ORDER BY {order} LIMIT :limit"""
     return Page(rows, _cursor(rows[-1], by_deadline) if len(found) > limit and rows else "")
 
 
-def _summary(text: str, length: int = 60) -> str:
+def summary(text: str, length: int = 60) -> str:
+    """A resident's story on one line, cut to `length` characters."""
     text = " ".join((text or "").split())
     return text if len(text) <= length else text[: length - 1] + "…"
 
 
 # --- one case's file ------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Entry:
-    at: datetime
-    actor: str
-    action: str
-    from_status: str | None
-    to_status: str | None
-    note: str | None
 
 
 @dataclass(frozen=True)
@@ -274,7 +266,7 @@ class CaseFile:
     escalated_at: datetime | None
     extended_at: datetime | None
     links: list[str] = field(default_factory=list)
-    ledger: list[Entry] = field(default_factory=list)
+    ledger: list[LedgerEntry] = field(default_factory=list)
     summons: list[Summoned] = field(default_factory=list)
     # Cases this one is linked with: possible repeats, the case it was merged into, cases merged into it.
     related: list[str] = field(default_factory=list)
@@ -327,7 +319,7 @@ async def case_file(tx: Tx, number: str) -> CaseFile | None:
         list(unjs(r["links"]) or []),
     )
     case.ledger = [
-        Entry(tx.dt(e["at"]), e["actor"], e["action"], e["from_status"], e["to_status"], e["note"])
+        LedgerEntry(tx.dt(e["at"]), e["actor"], e["action"], e["from_status"], e["to_status"], e["note"])
         for e in await tx.all(
             "SELECT at, actor, action, from_status, to_status, note FROM case_events WHERE case_id = :id ORDER BY id",
             id=case.id,
