@@ -25,7 +25,7 @@ def _texts(settings: Settings) -> Texts:
 def cmd_serve(args) -> int:
     from aiohttp import web
 
-    from bot.app import api_base_url, build_app, local_base_url
+    from bot.app import CONSOLE_PREFIX, api_base_url, build_app, local_base_url
     from storage import migrate
 
     settings = _settings(args)
@@ -43,6 +43,7 @@ def cmd_serve(args) -> int:
         texts(
             "cli.banner",
             webhook=local_base_url(settings) + settings.webhook.path,
+            console=local_base_url(settings) + CONSOLE_PREFIX + "/",
             # The token is a shared secret: shown only while talking to the fake.
             token=wx.token if wx.fake_api else wx.token[:2] + "…",
             mode=texts("cli.mode_safe" if wx.encoding_aes_key else "cli.mode_plain"),
