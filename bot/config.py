@@ -276,6 +276,21 @@ class ConsoleSettings:
 
 
 @dataclass(frozen=True)
+class PollSettings:
+    # Opinion polls (意见征集, bot/services/polls.py): how long one may run …
+    min_hours: int = 1
+    max_days: int = 30
+    # … the scheduler tick that distributes, reminds and closes them (durable poll_jobs rows, leased) …
+    tick_seconds: float = 2.0
+    lease_seconds: int = 120
+    batch_size: int = 20
+    # … residents per distribution or reminder transaction …
+    chunk_size: int = 500
+    # … and how long a grid worker's invite code (绑定 <code>) stays valid.
+    invite_hours: int = 72
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -293,6 +308,7 @@ class Settings:
     fake_wechat: FakeWechatSettings = field(default_factory=FakeWechatSettings)
     texts: TextsSettings = field(default_factory=TextsSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
+    polls: PollSettings = field(default_factory=PollSettings)
 
     @property
     def is_sqlite(self) -> bool:
@@ -480,6 +496,7 @@ def validate(s: Settings) -> None:
     _validate_push(s)
     _validate_media(s)
     _validate_console(s.console)
+    _validate_polls(s.polls)
 
 
 def _validate_deadlines(d: DeadlinesSettings) -> None:
@@ -571,6 +588,15 @@ def _validate_console(c: ConsoleSettings) -> None:
         raise ConfigError(f"setting console.secure_cookies: auto, always or never, got {c.secure_cookies!r}")
     if not 10 <= c.page_size <= 500:
         raise ConfigError("setting console.page_size: between 10 and 500")
+
+
+def _validate_polls(p: PollSettings) -> None:
+    if not 1 <= p.min_hours <= p.max_days * 24:
+        raise ConfigError("setting polls.min_hours: at least 1, and no longer than polls.max_days")
+    if p.tick_seconds <= 0 or p.lease_seconds < 10:
+        raise ConfigError("setting polls.tick_seconds: must be greater than 0 (and polls.lease_seconds at least 10)")
+    if p.batch_size < 1 or p.chunk_size < 1 or p.invite_hours < 1:
+        raise ConfigError("setting polls.batch_size: must be at least 1 (so must chunk_size and invite_hours)")
 
 
 def _validate_media(s: Settings) -> None:

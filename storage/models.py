@@ -4,7 +4,20 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, MetaData, String, Text, UniqueConstraint, text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    text,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 from storage.types import UTCDateTime
@@ -36,6 +49,15 @@ class Resident(Base):
     last_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     cs_sent_since_message: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     cs_sent_since_event: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # The grid they joined (by its poster's QR code, or 我的网格), and how a named poll calls them.
+    # (A plain column, no foreign key: SQLite adds it without rebuilding the table.)
+    grid_id: Mapped[int | None] = mapped_column(Integer, index=True, nullable=True)
+    display_name: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    # Polls put to them while their customer-service window was closed, not yet mentioned to them
+    # (denormalised from poll_recipients so the hot path reads it with the row it writes anyway).
+    polls_waiting: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # A bound grid worker's account: the router hands their messages to bot/handlers/gridworker.py first.
+    is_gridworker: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Subscription(Base):
@@ -170,6 +192,9 @@ class Case(Base):
     escalated_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     extended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     extension_days: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The resident's grid when they filed it (areas.id; no foreign key, so SQLite adds the column in place and
+    # keeps the search triggers of migration 0017): the inbox's grid filter and the dashboard's by-grid figures.
+    grid_id: Mapped[int | None] = mapped_column(Integer, index=True, nullable=True)
 
     events: Mapped[list[CaseEvent]] = relationship(
         back_populates="case", order_by="CaseEvent.id", cascade="all, delete-orphan"
@@ -413,3 +438,158 @@ class ApiToken(Base):
     # Moved on at most once a minute (bot/api/auth.py).
     last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+# ---- grids and opinion polls (意见征集) ------------------------------------------------------------------------
+
+
+class Area(Base):
+    """A node of the geography tree: 区 (district) → 街道 (street) → 社区 (community) → 网格 (grid). `code` is the
+    stable key the CLI, the CSV import and a grid poster's QR scene use; names may repeat under other parents."""
+
+    __tablename__ = "areas"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("areas.id"), index=True, nullable=True)
+    # district · street · community · grid
+    level: Mapped[str] = mapped_column(String(12))
+    name: Mapped[str] = mapped_column(String(80))
+    code: Mapped[str] = mapped_column(String(32), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("parent_id", "name", name="uq_areas_parent_name"),)
+
+
+class GridWorker(Base):
+    """A 网格员. Bound to a WeChat account by a one-time invite code (绑定 <code>), after which the router treats
+    that openid's messages as the worker's; may also have a console account (operator_name)."""
+
+    __tablename__ = "grid_workers"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    openid: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    operator_name: Mapped[str | None] = mapped_column(String(64), unique=True, nullable=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    bound_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class GridWorkerArea(Base):
+    """An area a grid worker looks after: a grid, or a community (and so every grid in it)."""
+
+    __tablename__ = "grid_worker_areas"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("grid_workers.id"))
+    area_id: Mapped[int] = mapped_column(ForeignKey("areas.id"), index=True)
+
+    __table_args__ = (UniqueConstraint("worker_id", "area_id", name="uq_grid_worker_areas_worker_area"),)
+
+
+class GridInvite(Base):
+    """A one-time invite code binding a grid worker's WeChat account. Only the code's sha256 is stored."""
+
+    __tablename__ = "grid_invites"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    code_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    worker_id: Mapped[int] = mapped_column(ForeignKey("grid_workers.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Poll(Base):
+    """An opinion poll (意见征集) put to the residents of one or more grids (grid_ids: the audience's grids, fixed
+    at creation). max_choices 1 is single choice. Closing, the reminder and distribution are poll_jobs rows."""
+
+    __tablename__ = "polls"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    question: Mapped[str] = mapped_column(Text)
+    options: Mapped[list] = mapped_column(JSON)
+    max_choices: Mapped[int] = mapped_column(Integer, default=1)
+    anonymous: Mapped[bool] = mapped_column(Boolean, default=True)
+    # True: residents may see the tally while it runs; False: only once closed.
+    live_results: Mapped[bool] = mapped_column(Boolean, default=True)
+    allow_change: Mapped[bool] = mapped_column(Boolean, default=True)
+    notify_voters: Mapped[bool] = mapped_column(Boolean, default=False)
+    # The areas chosen (ids, for display) and the grids they cover (ids, for eligibility).
+    audience: Mapped[list] = mapped_column(JSON)
+    grid_ids: Mapped[list] = mapped_column(JSON)
+    creator_worker_id: Mapped[int | None] = mapped_column(ForeignKey("grid_workers.id"), index=True, nullable=True)
+    creator_name: Mapped[str] = mapped_column(String(64))
+    # chat · console
+    created_via: Mapped[str] = mapped_column(String(8))
+    # open · closed
+    status: Mapped[str] = mapped_column(String(8), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    closes_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    remind_before_minutes: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    closed_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # Distribution's figures: residents in the audience, sent the poll as a message, told on their next message.
+    audience_size: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    reached: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    waiting: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    distributed_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The case this poll is evidence for (e.g. the parking-fee dispute).
+    case_number: Mapped[str | None] = mapped_column(String(32), index=True, nullable=True)
+
+
+class PollRecipient(Base):
+    """A resident the poll was put to: as a message (channel 'message') or, outside the customer-service window,
+    told on their next message ('waiting' until told_at). voted_at says they voted (not what: a ballot of an
+    anonymous poll holds no openid)."""
+
+    __tablename__ = "poll_recipients"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    poll_id: Mapped[int] = mapped_column(ForeignKey("polls.id"))
+    openid: Mapped[str] = mapped_column(String(64), index=True)
+    channel: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    told_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # When the poll was last put in front of them (sent, or shown by 投票): a bare number answers the latest.
+    offered_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    voted_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    reminded_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+    __table_args__ = (UniqueConstraint("poll_id", "openid", name="uq_poll_recipients_poll_openid"),)
+
+
+class PollBallot(Base):
+    """One ballot per voter per poll, enforced by the unique (poll_id, voter_key): voter_key is the openid's
+    hash for a resident's ballot (the openid itself only in a named poll), `door:<household>` for a vote a grid
+    worker collected door to door (source 'door', counted separately)."""
+
+    __tablename__ = "poll_ballots"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    poll_id: Mapped[int] = mapped_column(ForeignKey("polls.id"))
+    voter_key: Mapped[str] = mapped_column(String(96))
+    openid: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # wechat · door
+    source: Mapped[str] = mapped_column(String(8))
+    choices: Mapped[list] = mapped_column(JSON)
+    # A named poll's voter (姓名/门牌), or the household a door-to-door vote came from.
+    voter_name: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    entered_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (UniqueConstraint("poll_id", "voter_key", name="uq_poll_ballots_poll_voter"),)
+
+
+class PollJob(Base):
+    """Durable work of a poll — distribute, remind, close — fired once by whichever scheduler tick claims it
+    (lease, then a finish that only counts while the lease stands), so a restart neither loses nor doubles it."""
+
+    __tablename__ = "poll_jobs"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    poll_id: Mapped[int] = mapped_column(ForeignKey("polls.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(12))
+    fire_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    dedupe_key: Mapped[str] = mapped_column(String(64), unique=True)
+    # pending → done | obsolete
+    status: Mapped[str] = mapped_column(String(12))
+    lease_owner: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index("ix_poll_jobs_due", "status", "fire_at"),)
