@@ -376,7 +376,7 @@ async def vote(
                 now=tx.ts(now),
             )
         except Conflict:  # the same resident's ballot from another instance, a moment ago
-            raise PollError("no_change") from None
+            raise PollError("no_change", choices="、".join(str(c) for c in choices)) from None
         await _mark_voted(tx, poll, openid, now)
         return Voted("recorded", choices)
     before = list(unjs(current["choices"]))
