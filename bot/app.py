@@ -18,6 +18,7 @@ from bot.intake import Intake
 from bot.media import MediaWorker
 from bot.notify import OutboxWorker
 from bot.router import route
+from bot.services.poll_jobs import PollWorker
 from bot.texts import Texts
 from bot.wechat.api import DatabaseTokenStore, WeChatAPI
 from bot.wechat.fake import FakeWeChat
@@ -35,6 +36,7 @@ API = web.AppKey("api", WeChatAPI)
 FAKE = web.AppKey("fake", FakeWeChat)
 OUTBOX = web.AppKey("outbox", OutboxWorker)
 MEDIA = web.AppKey("media", MediaWorker)
+POLLS = web.AppKey("polls", PollWorker)
 
 FAKE_PREFIX = "/fake-wechat"
 CONSOLE_PREFIX = "/console"
@@ -51,6 +53,14 @@ def api_base_url(settings: Settings) -> str:
     if settings.wechat.fake_api:
         return local_base_url(settings) + FAKE_PREFIX
     return settings.wechat.api_base_url
+
+
+def qrcode_image_base(settings: Settings, api_base: str | None = None) -> str:
+    """Where QR images are fetched by ticket: WeChat serves them from another host than the API, the fake beside
+    its API (under `api_base` when the API is pointed elsewhere)."""
+    if settings.wechat.fake_api:
+        return (api_base or api_base_url(settings)).rstrip("/") + "/cgi-bin/showqrcode"
+    return settings.wechat.qrcode_image_url
 
 
 async def healthz(_request: web.Request) -> web.Response:
@@ -76,6 +86,8 @@ def build_app(
     intake = Intake(store, route, clock=clock, settings=settings, texts=texts)
     app = web.Application()
     app[SETTINGS], app[DB], app[STORE], app[INTAKE] = settings, db, store, intake
+    # Polls' distribution, reminders and closing: durable rows, fired by the scheduler's tick.
+    app[POLLS] = PollWorker(store, clock, settings, texts)
     app.add_routes([web.get("/healthz", healthz), *Webhook(settings, intake).routes()])
     app.add_subapp(CONSOLE_PREFIX + "/", console.build(store=store, settings=settings, texts=texts, clock=clock))
     # The JSON API and Open311 GeoReport v2 for other city platforms, with API tokens (bot/api/).
@@ -102,6 +114,7 @@ def build_app(
                 settings.wechat,
                 clock,
                 base_url=api_base or api_base_url(settings),
+                qrcode_image_url=qrcode_image_base(settings, api_base),
                 token_store=DatabaseTokenStore(db, settings.wechat.app_id),
                 owner=owner,
                 token_lease_seconds=settings.push.token_lease_seconds,
@@ -147,6 +160,9 @@ def build_app(
             max_instances=1,
             coalesce=True,
             id="deadlines",
+        )
+        sched.add_job(
+            app[POLLS].tick, "interval", seconds=settings.polls.tick_seconds, max_instances=1, coalesce=True, id="polls"
         )
         sched.add_job(intake.purge, "interval", hours=1, max_instances=1, coalesce=True, id="housekeeping")
         sched.start()

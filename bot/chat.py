@@ -6,6 +6,8 @@ Lines you type are text messages. A few slash commands send the other kinds:
   /location 地点     a location        /follow          the subscribe event
   /click KEY        a menu click (COMPLAINT, MY_CASES, HELP)          /quit
   /subscribe TEMPLATE_ID [reject]   accept (or reject) a 订阅通知 template in its popup
+  /scan grid:CODE   scan a grid's poster (as a follower; /scan-new for a newcomer's follow)
+  /tap N            tap option N of the last pushed message with options (a poll)
 Passive replies print after "公众号："; pushed (customer-service) messages after "推送：".
 """
 
@@ -39,6 +41,15 @@ async def _pushed_since(http: aiohttp.ClientSession, fake_url: str, openid: str,
 
 
 SUBSCRIBE_USAGE = "/subscribe TEMPLATE_ID [reject]"
+# The options of the last message with tappable options (msgmenu) pushed to this resident: (id, content).
+_last_menu: list[tuple[str, str]] = []
+
+
+def _menu_text(menu: dict) -> str:
+    """A pushed msgmenu as the resident sees it: the head, the tappable options (/tap N), the tail."""
+    _last_menu[:] = [(str(o.get("id")), str(o.get("content"))) for o in menu.get("list") or []]
+    options = [f"  [/tap {n}] {content}" for n, (_id, content) in enumerate(_last_menu, 1)]
+    return "\n".join([menu.get("head_content", ""), *options, menu.get("tail_content", "")])
 
 
 async def _send(resident: Resident, line: str) -> str | None:
@@ -55,6 +66,15 @@ async def _send(resident: Resident, line: str) -> str | None:
         return await resident.event("subscribe")
     if cmd == "/click":
         return await resident.event("CLICK", rest or "COMPLAINT")
+    if cmd in ("/scan", "/scan-new"):
+        return await resident.scan(rest.strip() or "grid:G1", following=cmd == "/scan")
+    if cmd == "/tap":
+        number = rest.strip()
+        if not number.isdigit() or not 1 <= int(number) <= len(_last_menu):
+            print(f"/tap 1–{len(_last_menu)}" if _last_menu else "no message with options yet")
+            return None
+        menu_id, content = _last_menu[int(number) - 1]
+        return await resident.tap(menu_id, content)
     if cmd == "/subscribe":
         args = rest.split()
         if len(args) not in (1, 2) or args[1:] not in ([], ["reject"]):
@@ -106,4 +126,6 @@ async def _watch_pushes(http: aiohttp.ClientSession, fake_url: str, openid: str,
         await asyncio.sleep(0.5)
         pushed, seen = await _pushed_since(http, fake_url, openid, seen)
         for item in pushed:
-            print("\n" + texts("cli.chat_pushed", text=item.get("content") or item.get("payload")) + "\n")
+            menu = (item.get("payload") or {}).get("msgmenu")
+            text = _menu_text(menu) if menu else item.get("content") or item.get("payload")
+            print("\n" + texts("cli.chat_pushed", text=text) + "\n")

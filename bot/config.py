@@ -55,6 +55,8 @@ class WechatSettings:
     app_secret: str = "frontdoor-dev-secret"
     # Outbound API base; the built-in fake when fake_api is on.
     api_base_url: str = "https://api.weixin.qq.com"
+    # Where a QR code's image is fetched by its ticket: another host than the API (the fake when fake_api is on).
+    qrcode_image_url: str = "https://mp.weixin.qq.com/cgi-bin/showqrcode"
     # Serve the built-in fake WeChat API under /fake-wechat/ and talk to it instead of WeChat.
     fake_api: bool = True
     api_timeout_seconds: float = 5.0
@@ -128,6 +130,9 @@ class RoutingSettings:
     # 属地: "street/category=lead unit", "street/*=lead unit" for every other category of that street (街道/乡镇).
     # A case whose place names the street goes to that unit rather than to the one `units` gives its category.
     by_street: tuple[str, ...] = ()
+    # 属地 by the resident's grid, tried before by_street: "code/category=lead unit" or "code/*=lead unit", the
+    # code of a grid, or of a community, street or district for every grid under it (the most specific wins).
+    by_grid: tuple[str, ...] = ()
 
     def table(self, name: str) -> dict[str, str]:
         return dict(item.split("=", 1) for item in getattr(self, name))
@@ -435,6 +440,8 @@ def validate(s: Settings) -> None:
         raise ConfigError("setting wechat.app_id: required")
     if not s.wechat.app_secret:
         raise ConfigError("setting wechat.app_secret: required")
+    if not s.wechat.qrcode_image_url.startswith(("https://", "http://")):
+        raise ConfigError("setting wechat.qrcode_image_url: must be an http:// or https:// URL")
     if not s.wechat.fake_api:
         # The development values are public (they are in this repository): anyone could sign with them.
         dev = WechatSettings()
@@ -473,6 +480,13 @@ def validate(s: Settings) -> None:
         category = item.split("/", 1)[1].split("=", 1)[0].strip()
         if category != "*" and category not in s.complaint.categories:
             raise ConfigError(f"setting routing.by_street: {category!r} in {item!r} is not one of complaint.categories")
+    for item in s.routing.by_grid:
+        # An area's code is what bot/services/areas.py CODE allows.
+        if not re.fullmatch(r"[A-Za-z0-9_-]{1,32}/[^/=]+=[^=]*[^=\s][^=]*", item.strip()):
+            raise ConfigError(f"setting routing.by_grid: {item!r} is not of the form code/category=unit")
+        category = item.split("/", 1)[1].split("=", 1)[0].strip()
+        if category != "*" and category not in s.complaint.categories:
+            raise ConfigError(f"setting routing.by_grid: {category!r} in {item!r} is not one of complaint.categories")
     pools = s.routing.table("pools")
     for category, tier in s.routing.table("tiers").items():
         if tier not in pools:

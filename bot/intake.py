@@ -156,7 +156,9 @@ class Intake:
             removed = await conversation.purge(
                 tx, events_before=dedupe_cutoff, messages_before=min(conversation_cutoff, dedupe_cutoff)
             )
-            return removed + await drafts.purge(tx, draft_cutoff)
+            removed += await drafts.purge(tx, draft_cutoff)
+        await self.store.optimize()
+        return removed
 
     async def drain(self) -> None:
         """Let running work finish (shutdown), so an accepted message is not dropped half-way."""

@@ -157,8 +157,15 @@ class SqliteStore:
         finally:
             self._reader.execute("ROLLBACK")
 
+    async def optimize(self) -> None:
+        """Keep the planner's statistics fresh (SQLite gathers none by itself): without them the inbox's to-do
+        view took ~145 ms at 300,000 cases instead of ~5 ms. Cheap when nothing changed much."""
+        async with self._lock:
+            self._writer.execute("PRAGMA optimize")
+
     async def close(self) -> None:
         async with self._lock:
+            self._writer.execute("PRAGMA optimize")  # what SQLite's documentation asks of a closing connection
             self._writer.close()
             self._reader.close()
 
@@ -259,6 +266,9 @@ class PgStore:
             yield _PgTx(conn)
 
     read = write
+
+    async def optimize(self) -> None:
+        """PostgreSQL's autovacuum keeps the statistics: nothing to do."""
 
     async def close(self) -> None:
         if self._pool is not None:

@@ -555,7 +555,7 @@ class PollRecipient(Base):
 
 class PollBallot(Base):
     """One ballot per voter per poll, enforced by the unique (poll_id, voter_key): voter_key is the openid's
-    hash for a resident's ballot (the openid itself only in a named poll), `door:<household>` for a vote a grid
+    hash for a resident's ballot (the openid itself only in a named poll), `d:<household>` for a vote a grid
     worker collected door to door (source 'door', counted separately)."""
 
     __tablename__ = "poll_ballots"
@@ -591,5 +591,7 @@ class PollJob(Base):
     lease_until: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     fired_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    # Distribution and reminders go in chunks: the last resident (recipient) id done, moved with each chunk.
+    done_through: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (Index("ix_poll_jobs_due", "status", "fire_at"),)

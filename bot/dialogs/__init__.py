@@ -2,6 +2,7 @@
 
 from bot.dialogs.complaint import COMPLAINT
 from bot.dialogs.engine import Engine
+from bot.dialogs.poll import MY_GRID, NEW_POLL, VOTE_NAME
 from bot.dialogs.rating import RATING
 
-ENGINE = Engine([COMPLAINT, RATING])
+ENGINE = Engine([COMPLAINT, RATING, NEW_POLL, VOTE_NAME, MY_GRID])

@@ -8,6 +8,7 @@ draft is kept and flagged). At the summary: 提交, 修改 N. A draft idle too l
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
@@ -53,6 +54,8 @@ class Dialog:
     at_summary: Callable[[Ctx, Draft, str], Awaitable[str | None]] | None = None
     # False: submit right after the last answer, without a summary (a rating needs no confirmation).
     confirm: bool = True
+    # What 取消 answers (the complaint's own invites them to file again).
+    cancelled: str = "dialog.cancelled"
 
     def step_index(self, key: str) -> int:
         return next(i for i, s in enumerate(self.steps) if s.key == key)
@@ -135,7 +138,7 @@ class Engine:
         word = words(msg)
         if word in ctx.texts.words("words.cancel"):
             await drafts.discard(ctx.tx, state)
-            return ctx.texts("dialog.cancelled")
+            return ctx.texts(dialog.cancelled)
         if word in ctx.texts.words("words.human"):
             state.needs_human = True
             human = ctx.texts("dialog.human", hotline=ctx.settings.complaint.hotline)
@@ -172,7 +175,7 @@ class Engine:
     async def _answer(self, ctx: Ctx, dialog: Dialog, state: Draft, msg: Inbound) -> str:
         step = dialog.steps[state.step]
         try:
-            answer = step.field.parse(ctx, msg, state.data.get(step.key))
+            answer = await _parse(step.field, ctx, msg, state.data.get(step.key), state.data)
         except Invalid as exc:
             if kept := self._keep_story(ctx, dialog, state, msg) or self._more_story(ctx, dialog, state, msg):
                 return "\n\n".join([kept, self._prompt(ctx, dialog, state)])
@@ -311,6 +314,8 @@ class Engine:
 
     def _prompt(self, ctx: Ctx, dialog: Dialog, state: Draft) -> str:
         step = dialog.steps[state.step]
+        if getattr(step.field, "uses_answers", False):
+            return ctx.texts(step.prompt, **step.field.prompt_values(ctx, answers=state.data))
         return ctx.texts(step.prompt, **step.field.prompt_values(ctx))
 
     def _summary(self, ctx: Ctx, dialog: Dialog, state: Draft) -> str:
@@ -320,6 +325,16 @@ class Engine:
             lines.append(ctx.texts("dialog.confirm_item", index=i, label=ctx.texts(step.label), value=value))
         lines.append(ctx.texts("dialog.confirm_tail"))
         return "\n".join(lines)
+
+
+async def _parse(field: Field, ctx: Ctx, msg: Inbound, current, answers: dict):
+    """A field's answer. Fields with `uses_answers` also see the earlier answers (a poll's maximum choices
+    depends on its options); a field may look things up (`parse` returns an awaitable)."""
+    if getattr(field, "uses_answers", False):
+        answer = field.parse(ctx, msg, current, answers=answers)
+    else:
+        answer = field.parse(ctx, msg, current)
+    return await answer if inspect.isawaitable(answer) else answer
 
 
 def _edit_index(word: str, edit_words: tuple[str, ...], labels: list[str]) -> int | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from bot.context import Ctx
 from bot.dialogs import ENGINE
 from bot.handlers import resident
-from bot.services import drafts, residents, subscriptions
+from bot.services import areas, drafts, polls, residents, subscriptions
 from bot.wechat.inbound import Inbound
 
 # The custom menu's CLICK buttons: key, the text key of the button's name, and what a click does.
@@ -25,15 +25,34 @@ async def _with_reminder(ctx: Ctx, reply: str) -> str:
     return "\n\n".join([reply, ENGINE.reminder(ctx, state)])
 
 
+async def _join_by_poster(ctx: Ctx, msg: Inbound) -> str | None:
+    """A grid poster's QR code (scene grid:<code>) makes the resident one of that grid's: what to tell them."""
+    code = areas.code_from_scene(msg.event_key)
+    if code is None:
+        return None
+    grid = await areas.by_code(ctx.tx, code)
+    if grid is None or grid.level != "grid":
+        return ctx.texts("grid.poster_unknown")
+    changed = await areas.join(ctx.tx, msg.openid, grid, ctx.clock.now())
+    reply = ctx.texts("grid.joined" if changed else "grid.already", path=grid.path)
+    if open_polls := await polls.open_for(ctx.tx, msg.openid, now=ctx.clock.now()):
+        reply += "\n\n" + ctx.texts("poll.waiting", count=len(open_polls))
+    return reply
+
+
 async def handle(ctx: Ctx, msg: Inbound) -> str | None:
     now = ctx.clock.now()
     if msg.event in ("subscribe", "subscribe_scan"):
         await residents.set_subscribed(ctx.tx, msg.openid, True, now)
-        return await _with_reminder(ctx, ctx.texts("common.welcome", help=resident.help_text(ctx)))
+        welcome = ctx.texts("common.welcome", help=resident.help_text(ctx))
+        if msg.event == "subscribe_scan" and (joined := await _join_by_poster(ctx, msg)):
+            welcome = "\n\n".join([joined, welcome])
+        return await _with_reminder(ctx, welcome)
     if msg.event == "unsubscribe":
         # WeChat asks that a person's data go when they leave: an unsubmitted draft (with their phone
         # number, perhaps) is theirs alone. Submitted cases stay: the law requires the record.
         await residents.set_subscribed(ctx.tx, msg.openid, False, now)
+        await residents.forget_profile(ctx.tx, msg.openid)
         await subscriptions.forget(ctx.tx, msg.openid)
         if (state := await drafts.get(ctx.tx, msg.openid)) is not None:
             await drafts.discard(ctx.tx, state)
@@ -45,6 +64,8 @@ async def handle(ctx: Ctx, msg: Inbound) -> str | None:
         choices = [(c.template_id, c.status, c.source) for c in msg.subscriptions]
         await subscriptions.record(ctx.tx, msg.openid, choices, now, one_off=ctx.settings.push.subscribe_one_off)
         return None
+    if msg.event == "scan" and (joined := await _join_by_poster(ctx, msg)):
+        return await _with_reminder(ctx, joined)
     if msg.event == "click" and (action := CLICK_KEYS.get(msg.event_key or "")):
         reply = await action(ctx)
         # Looking something up from the menu mid-dialog: say where they were (starting again offers the draft).

@@ -9,6 +9,7 @@ from datetime import timedelta
 from bot.context import Ctx
 from bot.dialogs import ENGINE
 from bot.dialogs.fields import as_number, clean_text, words
+from bot.handlers import polls as poll_handler
 from bot.services import cases, drafts, lifecycle
 from bot.services.cases import Case
 from bot.wechat.inbound import Inbound
@@ -118,6 +119,7 @@ COMMANDS: tuple[tuple[str, Callable[[Ctx], Awaitable[str]]], ...] = (
     ("words.my_cases", my_cases),
     ("words.help", show_help),
     ("words.human", ask_for_person),
+    ("words.my_grid", poll_handler.my_grid),
 )
 
 
@@ -125,7 +127,7 @@ def _command(ctx: Ctx, word: str) -> Callable[[Ctx], Awaitable[str]] | None:
     return next((action for key, action in COMMANDS if word in ctx.texts.words(key)), None)
 
 
-def _after(ctx: Ctx, key: str, word: str) -> str | None:
+def after(ctx: Ctx, key: str, word: str) -> str | None:
     """What follows one of the [words] `key` at the start of `word`, or None when it does not start so."""
     prefix = next((w for w in sorted(ctx.texts.words(key), key=len, reverse=True) if word.startswith(w)), None)
     return None if prefix is None else word[len(prefix) :]
@@ -146,7 +148,7 @@ async def withdraw_case(ctx: Ctx, asked: str) -> str:
 
 def _query_rest(ctx: Ctx, word: str) -> str | None:
     """What follows 查询 (or a city's synonym), or None when the resident did not ask to look something up."""
-    return _after(ctx, "words.query", word)
+    return after(ctx, "words.query", word)
 
 
 def is_lookup(ctx: Ctx, word: str) -> bool:
@@ -191,8 +193,18 @@ async def handle(ctx: Ctx, msg: Inbound) -> str:
         return await ENGINE.start(ctx, "complaint", seed=replace(msg, text=story))
     if (rest := _query_rest(ctx, word)) is not None:
         return await query_case(ctx, rest)
-    if (rest := _after(ctx, "words.withdraw", word)) is not None:
+    if (rest := after(ctx, "words.withdraw", word)) is not None:
         return await withdraw_case(ctx, rest)
+    if (rest := after(ctx, "words.vote", word)) is not None:
+        return await poll_handler.vote_command(ctx, rest)
+    if (rest := after(ctx, "words.results", word)) is not None:
+        return await poll_handler.results_command(ctx, rest)
+    if len(word) <= poll_handler.BARE_VOTE_CHARS:
+        # "2" answers whichever was asked last: the poll put to them, or the request to rate a closed case.
+        to_rate = await cases.to_rate(ctx.tx, ctx.openid, now=now, within=RATING_WINDOW)
+        rating_since = await cases.closed_at(ctx.tx, to_rate) if to_rate else None
+        if (voted := await poll_handler.bare_vote(ctx, word, rating_since=rating_since)) is not None:
+            return voted
     if _is_rating(ctx, word) and (to_rate := await cases.to_rate(ctx.tx, ctx.openid, now=now, within=RATING_WINDOW)):
         # The answer to "请回复数字评价办理结果": the rating dialog, with this first answer already in it.
         return await ENGINE.start(ctx, "rating", seed=msg, initial={"case": to_rate})

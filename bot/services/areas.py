@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -19,6 +20,8 @@ LEVELS = ("district", "street", "community", "grid")
 _CODE_PREFIX = {"district": "D", "street": "S", "community": "C", "grid": "G"}
 CODE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 NAME_CHARS = 80
+# A path joins names with "/": a name holding one would make two paths read alike.
+_PATH_SEPARATORS = re.compile(r"[/／>＞]")
 # A parametric QR code's scene string is at most 64 characters: "grid:" + a code fits.
 SCENE_PREFIX = "grid:"
 
@@ -88,7 +91,7 @@ async def add(tx: Tx, level: str, name: str, *, parent: Area | None, now: dateti
     name = " ".join(name.split())
     if level not in LEVELS:
         raise AreaError("bad_level", level=level)
-    if not name or len(name) > NAME_CHARS:
+    if not name or len(name) > NAME_CHARS or _PATH_SEPARATORS.search(name):
         raise AreaError("bad_name", max=NAME_CHARS)
     expected_parent = LEVELS[LEVELS.index(level) - 1] if level != "district" else None
     if (parent.level if parent else None) != expected_parent:
@@ -102,7 +105,7 @@ async def add(tx: Tx, level: str, name: str, *, parent: Area | None, now: dateti
     )
     if exists is not None:
         raise AreaError("exists", name=name)
-    temporary = code or f"new-{name}"[:32]
+    temporary = code or f"tmp-{secrets.token_hex(8)}"
     try:
         area_id = await tx.val(
             "INSERT INTO areas (parent_id, level, name, code, created_at) "
@@ -116,7 +119,13 @@ async def add(tx: Tx, level: str, name: str, *, parent: Area | None, now: dateti
     except Conflict:
         raise AreaError("code_taken", code=code or temporary) from None
     if code is None:
-        code = f"{_CODE_PREFIX[level]}{area_id}"
+        code = base = f"{_CODE_PREFIX[level]}{area_id}"
+        # A code someone gave by hand may already be "G12": the next free variant, never a violation (which
+        # on PostgreSQL would abort the whole transaction, an import of a thousand rows with it).
+        n = 1
+        while await tx.val("SELECT 1 FROM areas WHERE code = :code", code=code) is not None:
+            n += 1
+            code = f"{base}-{n}"
         await tx.run("UPDATE areas SET code = :code WHERE id = :id", code=code, id=area_id)
     path = f"{parent.path}/{name}" if parent else name
     return Area(area_id, parent.id if parent else None, level, name, code, path)
@@ -124,8 +133,18 @@ async def add(tx: Tx, level: str, name: str, *, parent: Area | None, now: dateti
 
 async def rename(tx: Tx, area: Area, name: str) -> None:
     name = " ".join(name.split())
-    if not name or len(name) > NAME_CHARS:
+    if not name or len(name) > NAME_CHARS or _PATH_SEPARATORS.search(name):
         raise AreaError("bad_name", max=NAME_CHARS)
+    # Checked here as in add(): a unique key does not hold among districts (their parent_id is NULL).
+    sibling = await tx.val(
+        "SELECT id FROM areas WHERE name = :name AND id <> :id AND "
+        + ("parent_id = :parent" if area.parent_id is not None else "parent_id IS NULL"),
+        name=name,
+        id=area.id,
+        **({"parent": area.parent_id} if area.parent_id is not None else {}),
+    )
+    if sibling is not None:
+        raise AreaError("exists", name=name)
     try:
         await tx.run("UPDATE areas SET name = :name WHERE id = :id", name=name, id=area.id)
     except Conflict:
@@ -207,7 +226,8 @@ async def import_csv(tx: Tx, text: str, *, now: datetime) -> ImportReport:
     by_path = {a.path: a for a in tree}
     reader = csv.reader(io.StringIO(text.lstrip("\ufeff")))
     for line, row in enumerate(reader, 1):
-        cells = [c.strip() for c in row]
+        # Spaces inside a name collapse as add() stores it, or the next row naming the same node would miss it.
+        cells = [" ".join(c.split()) for c in row]
         if not any(cells):
             continue
         if line == 1 and any(c.lower() in _HEADER_WORDS or c in _HEADER_WORDS for c in cells):

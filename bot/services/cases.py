@@ -78,9 +78,11 @@ async def next_number(tx: Tx, prefix: str, local_day: str) -> str:
 
 _INSERT_CASE = """
 INSERT INTO cases (number, openid, category, place_label, latitude, longitude, description, photo_media_ids,
-    voice_media_ids, video_media_ids, links, contact_phone, status, created_at, updated_at, accept_due_at, tier)
+    voice_media_ids, video_media_ids, links, contact_phone, status, created_at, updated_at, accept_due_at, tier,
+    grid_id)
 VALUES (:number, :openid, :category, :place_label, :latitude, :longitude, :description, :photos, :voices,
-    :videos, :links, :phone, :status, :now, :now, :accept_due_at, :tier)
+    :videos, :links, :phone, :status, :now, :now, :accept_due_at, :tier,
+    (SELECT grid_id FROM residents WHERE openid = :resident))
 RETURNING id"""
 _INSERT_EVENT = """
 INSERT INTO case_events (case_id, at, actor, action, from_status, to_status, note)
@@ -130,6 +132,7 @@ async def submit_complaint(
         _INSERT_CASE,
         number=number,
         openid=new.openid,
+        resident=new.openid,  # its own parameter: PostgreSQL types a parameter once, and this one is text
         category=new.category,
         place_label=new.place_label,
         latitude=new.latitude,
@@ -294,6 +297,10 @@ async def to_rate(tx: Tx, openid: str, *, now: datetime, within: timedelta) -> s
         openid=openid,
         since=tx.ts(now - within),
     )
+
+
+async def closed_at(tx: Tx, number: str) -> datetime | None:
+    return tx.dt(await tx.val("SELECT closed_at FROM cases WHERE number = :number", number=number))
 
 
 async def rate(tx: Tx, number: str, openid: str, *, score: int, label: str, comment: str | None, now: datetime) -> bool:

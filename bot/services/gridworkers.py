@@ -1,6 +1,6 @@
 """Grid workers (网格员): who they are, which areas they look after, and binding their WeChat account.
 
-A worker is bound by a one-time invite code: `frontdoor gridworker invite --grid G --name N` prints it, the
+A worker is bound by a one-time invite code: `frontdoor gridworker invite NAME --grid G` prints it, the
 worker sends 绑定 <code> to the account, and from then on that openid is the worker's (residents.is_gridworker
 tells the router without a lookup). Only the code's sha256 is stored; a code works once, until it expires.
 """

@@ -2,9 +2,10 @@
 
 Claimed with a lease (PostgreSQL: FOR UPDATE SKIP LOCKED; SQLite: the store's BEGIN IMMEDIATE). Distribution
 and reminders go in chunks of `polls.chunk_size` residents, one transaction each, every chunk renewing the
-lease first: a crash mid-way leaves what was done done (recipients are unique per poll), and whoever claims
-the row after the lease runs out carries on where it stopped. Closing is one transaction that also marks
-the row done, only while the lease stands — so a restart before (or during) the deadline closes it once.
+lease first and moving the row's done_through (the last resident or recipient id done) with its work: a crash
+mid-way leaves what was done done, and whoever claims the row after the lease runs out carries on where it
+stopped. Closing is one transaction that also marks the row done, only while the lease stands — so a restart
+before (or during) the deadline closes it once.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,8 +32,12 @@ WHERE id IN (
     SELECT id FROM poll_jobs
     WHERE status = 'pending' AND fire_at <= :now AND (lease_until IS NULL OR lease_until < :now)
     ORDER BY fire_at, id LIMIT :limit{lock})
-RETURNING id, poll_id, kind"""
-_RENEW = "UPDATE poll_jobs SET lease_until = :until WHERE id = :id AND lease_owner = :owner AND status = 'pending'"
+RETURNING id, poll_id, kind, done_through"""
+_RENEW = """
+UPDATE poll_jobs SET lease_until = :until WHERE id = :id AND lease_owner = :owner AND status = 'pending'
+RETURNING done_through"""
+TICK_SHARE = 0.9
+_HAND_BACK = "UPDATE poll_jobs SET lease_owner = NULL, lease_until = NULL WHERE id = :id AND lease_owner = :owner"
 _FINISH = """
 UPDATE poll_jobs SET status = :status, fired_at = :now, lease_owner = NULL, lease_until = NULL
 WHERE id = :id AND lease_owner = :owner AND status = 'pending'"""
@@ -42,12 +48,14 @@ class Job:
     id: int
     poll_id: int
     kind: str
+    done_through: int = 0
 
 
 class PollWorker:
     def __init__(self, store: Store, clock: Clock, settings: Settings, texts: Texts, owner: str | None = None):
         self.store, self.clock, self.settings, self.texts = store, clock, settings, texts
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._stop_at = 0.0  # when the tick under way hands its work back (monotonic)
 
     @property
     def _lease(self) -> timedelta:
@@ -56,6 +64,8 @@ class PollWorker:
     async def tick(self) -> int:
         """Fire every due job; how many were done (obsolete ones not counted)."""
         done = 0
+        # Just under the interval, so the scheduler's next tick finds this one finished and carries on.
+        self._stop_at = time.monotonic() + TICK_SHARE * self.settings.polls.tick_seconds
         try:
             while True:
                 now = self.clock.now()
@@ -67,10 +77,10 @@ class PollWorker:
                         now=tx.ts(now),
                         limit=self.settings.polls.batch_size,
                     )
-                jobs = [Job(r["id"], r["poll_id"], r["kind"]) for r in rows]
+                jobs = [Job(r["id"], r["poll_id"], r["kind"], r["done_through"] or 0) for r in rows]
                 for job in jobs:
                     done += await self.fire(job) == "done"
-                if len(jobs) < self.settings.polls.batch_size:
+                if len(jobs) < self.settings.polls.batch_size or time.monotonic() >= self._stop_at:
                     return done
         except Exception:
             log.exception("poll tick failed")  # the rows stay; the next tick (or another instance) retries
@@ -81,18 +91,28 @@ class PollWorker:
             async with self.store.write() as tx:
                 return await self._close(tx, job)
         step = polls.distribute_some if job.kind == "distribute" else polls.remind_some
+        # A tick does this much of a long distribution, then hands the row back for the next tick (any
+        # instance's): a poll closing elsewhere meanwhile is not kept waiting, nor is the scheduler.
         while True:
+            if time.monotonic() >= self._stop_at:
+                async with self.store.write() as tx:
+                    await tx.run(_HAND_BACK, id=job.id, owner=self.owner)
+                return None
             now = self.clock.now()
             async with self.store.write() as tx:
-                if await tx.run(_RENEW, until=tx.ts(now + self._lease), id=job.id, owner=self.owner) != 1:
+                # done_through comes back with the renewed lease: where the last chunk, ours or a crashed
+                # worker's, stopped.
+                renewed = await tx.one(_RENEW, until=tx.ts(now + self._lease), id=job.id, owner=self.owner)
+                if renewed is None:
                     return None  # another worker took the row over
                 poll = await polls.get(tx, job.poll_id)
                 if poll is None or not poll.is_open:
                     await self._finish(tx, job, "obsolete", now)
                     return "obsolete"
-                count = await step(
+                count, done_through = await step(
                     tx,
                     poll,
+                    after=renewed["done_through"] or 0,
                     now=now,
                     texts=self.texts,
                     clock=self.clock,
@@ -100,6 +120,7 @@ class PollWorker:
                     tz=self.settings.tz,
                     limit=self.settings.polls.chunk_size,
                 )
+                await tx.run("UPDATE poll_jobs SET done_through = :last WHERE id = :id", last=done_through, id=job.id)
                 if count == 0:
                     if job.kind == "distribute":
                         await tx.run(

@@ -25,7 +25,7 @@ from bot.config import PollSettings, PushSettings
 from bot.services import outbox, residents
 from bot.services.areas import Area, all_areas, grids_under
 from bot.texts import Texts
-from storage.fast import Conflict, Tx, js, unjs
+from storage.fast import Tx, js, unjs
 
 MIN_OPTIONS, MAX_OPTIONS = 2, 10
 OPTION_CHARS = 20
@@ -166,20 +166,23 @@ async def listing(
     status: str | None = None,
     limit: int = 200,
 ) -> list[Poll]:
-    """Newest first; `worker_id`: that worker's own; `grid_ids`: those put to any of these grids."""
-    where, params = [], {"limit": limit}
-    if worker_id is not None:
+    """Newest first. `worker_id` alone: that worker's own polls; with `grid_ids`: their own and those put to any
+    of these grids (a worker's view); `grid_ids` alone: those put to any of these grids."""
+    where, params = [], {}
+    if worker_id is not None and grid_ids is None:
         where.append("creator_worker_id = :worker")
         params["worker"] = worker_id
     if status:
         where.append("status = :status")
         params["status"] = status
     sql = f"SELECT {_COLUMNS} FROM polls" + (" WHERE " + " AND ".join(where) if where else "") + " ORDER BY id DESC"
-    found = [_poll(tx, r) for r in await tx.all(sql + " LIMIT :limit", **params)]
+    found = [_poll(tx, r) for r in await tx.all(sql, **params)]
     if grid_ids is not None:
         wanted = set(grid_ids)
-        found = [p for p in found if wanted & set(p.grid_ids) or p.creator_worker_id == worker_id]
-    return found
+        found = [
+            p for p in found if wanted & set(p.grid_ids) or (worker_id is not None and p.creator_worker_id == worker_id)
+        ]
+    return found[:limit]
 
 
 def clean_options(raw: list[str]) -> tuple[str, ...]:
@@ -360,25 +363,29 @@ async def vote(
         if not name:
             raise PollError("needs_name")
     key = _voter_key(poll, openid)
-    current = await tx.one(
-        "SELECT id, choices FROM poll_ballots WHERE poll_id = :p AND voter_key = :k", p=poll.id, k=key
+    select = "SELECT id, choices FROM poll_ballots WHERE poll_id = :p AND voter_key = :k" + (
+        "" if tx.is_sqlite else " FOR UPDATE"
     )
+    current = await tx.one(select, p=poll.id, k=key)
     if current is None:
-        try:
-            await tx.run(
-                "INSERT INTO poll_ballots (poll_id, voter_key, openid, source, choices, voter_name, created_at, "
-                "updated_at) VALUES (:p, :k, :openid, 'wechat', :choices, :name, :now, :now)",
-                p=poll.id,
-                k=key,
-                openid=None if poll.anonymous else openid,
-                choices=js(choices),
-                name=None if poll.anonymous else name,
-                now=tx.ts(now),
-            )
-        except Conflict:  # the same resident's ballot from another instance, a moment ago
-            raise PollError("no_change", choices="、".join(str(c) for c in choices)) from None
-        await _mark_voted(tx, poll, openid, now)
-        return Voted("recorded", choices)
+        # DO NOTHING rather than a caught violation: on PostgreSQL a violation would abort the whole
+        # transaction, and with it the message's. Nothing inserted: another instance stored this resident's
+        # ballot a moment ago, and this vote is judged against it.
+        inserted = await tx.val(
+            "INSERT INTO poll_ballots (poll_id, voter_key, openid, source, choices, voter_name, created_at, "
+            "updated_at) VALUES (:p, :k, :openid, 'wechat', :choices, :name, :now, :now) "
+            "ON CONFLICT (poll_id, voter_key) DO NOTHING RETURNING id",
+            p=poll.id,
+            k=key,
+            openid=None if poll.anonymous else openid,
+            choices=js(choices),
+            name=None if poll.anonymous else name,
+            now=tx.ts(now),
+        )
+        if inserted is not None:
+            await _mark_voted(tx, poll, openid, now)
+            return Voted("recorded", choices)
+        current = await tx.one(select, p=poll.id, k=key)
     before = list(unjs(current["choices"]))
     wanted = sorted(set(before) | set(choices)) if add else choices
     if add and len(wanted) > poll.max_choices:
@@ -418,6 +425,12 @@ async def door_vote(tx: Tx, poll: Poll, household: str, choices: list[int], *, b
     """A vote a grid worker collected at a door (门牌 or name): one per household, changeable until closing."""
     if not poll.is_open or now >= poll.closes_at:
         raise PollError("closed")
+    n = len(poll.options)
+    if not choices or len(set(choices)) != len(choices) or any(not 1 <= c <= n for c in choices):
+        raise PollError("out_of_range", count=n)
+    if len(choices) > poll.max_choices:
+        raise PollError("single" if poll.max_choices == 1 else "too_many", max=poll.max_choices)
+    choices = sorted(choices)
     household = " ".join(unicodedata.normalize("NFKC", household).split())
     if not household or len(household) > HOUSEHOLD_CHARS:
         raise PollError("household", max=HOUSEHOLD_CHARS)
@@ -497,14 +510,20 @@ async def offer(tx: Tx, poll: Poll, openid: str, now: datetime) -> None:
     )
 
 
+# A vote for a poll that closed this recently is told so, rather than not understood.
+RECENTLY_CLOSED = timedelta(days=1)
+
+
 async def last_offered(tx: Tx, openid: str, *, now: datetime) -> tuple[Poll, datetime] | None:
-    """The open poll last put in front of the resident (sent or shown), and when."""
+    """The poll last put in front of the resident (sent or shown) that is open or closed only recently, and
+    when it was put to them."""
     row = await tx.one(
         "SELECT poll_id, offered_at FROM poll_recipients r JOIN polls p ON p.id = r.poll_id "
-        "WHERE r.openid = :openid AND r.offered_at IS NOT NULL AND p.status = 'open' AND p.closes_at > :now "
+        "WHERE r.openid = :openid AND r.offered_at IS NOT NULL "
+        "AND (p.status = 'open' OR p.closed_at > :recent) "
         "ORDER BY r.offered_at DESC, r.poll_id DESC LIMIT 1",
         openid=openid,
-        now=tx.ts(now),
+        recent=tx.ts(now - RECENTLY_CLOSED),
     )
     if row is None:
         return None
@@ -615,25 +634,27 @@ async def creator_openid(tx: Tx, poll: Poll) -> str | None:
 
 
 async def distribute_some(
-    tx: Tx, poll: Poll, *, now: datetime, texts: Texts, clock: Clock, push: PushSettings, tz, limit: int
-) -> int:
-    """Put the poll to up to `limit` more residents of its grids who have not had it: a message while their
-    window allows, else a note for their next message. How many; 0 when everyone has it."""
+    tx: Tx, poll: Poll, *, after: int, now: datetime, texts: Texts, clock: Clock, push: PushSettings, tz, limit: int
+) -> tuple[int, int]:
+    """Put the poll to the next `limit` residents of its grids (by id, after `after`): a message while their
+    window allows, else a note for their next message. How many were looked at (0: all were) and the last id.
+
+    Paged by resident id, not by "has no recipient row yet": that anti-join grew with every chunk, and on
+    PostgreSQL, without statistics for the recipients it was writing, cost a second a chunk at 10,000."""
     grid_list, grid_params = _ids_in(tx, list(poll.grid_ids))
     rows = await tx.all(
-        "SELECT r.openid, r.last_message_at, r.last_event_at, r.cs_sent_since_message, r.cs_sent_since_event "
-        f"FROM residents r WHERE r.grid_id IN ({grid_list}) AND r.subscribed = :yes "
-        "AND NOT EXISTS (SELECT 1 FROM poll_recipients x WHERE x.poll_id = :p AND x.openid = r.openid) "
+        "SELECT r.id, r.openid, r.last_message_at, r.last_event_at, r.cs_sent_since_message, r.cs_sent_since_event "
+        f"FROM residents r WHERE r.grid_id IN ({grid_list}) AND r.subscribed = :yes AND r.id > :after "
         "ORDER BY r.id LIMIT :limit",
         yes=True,
-        p=poll.id,
+        after=after,
         limit=limit,
         **grid_params,
     )
     if not rows:
-        return 0
+        return 0, after
     payload = menu_payload(texts, poll, tz)
-    sent = waiting = 0
+    sent = waiting = added = 0
     for r in rows:
         state = residents.window_state(
             tx.dt(r["last_message_at"]),
@@ -643,24 +664,24 @@ async def distribute_some(
             now=now,
             push=push,
         )
-        if state == "open":
-            await tx.run(
-                "INSERT INTO poll_recipients (poll_id, openid, channel, created_at, told_at, offered_at) "
-                "VALUES (:p, :openid, 'message', :now, :now, :now)",
-                p=poll.id,
-                openid=r["openid"],
-                now=tx.ts(now),
-            )
+        channel = "message" if state == "open" else "waiting"
+        # Someone who already voted or asked for it (投票) has a row: they need no message.
+        inserted = await tx.val(
+            "INSERT INTO poll_recipients (poll_id, openid, channel, created_at, told_at, offered_at) "
+            "VALUES (:p, :openid, :channel, :now, :told, :told) ON CONFLICT (poll_id, openid) DO NOTHING RETURNING id",
+            p=poll.id,
+            openid=r["openid"],
+            channel=channel,
+            now=tx.ts(now),
+            told=tx.ts(now) if channel == "message" else None,
+        )
+        if inserted is None:
+            continue
+        added += 1
+        if channel == "message":
             await outbox.enqueue(tx, clock, r["openid"], "menu", payload)
             sent += 1
         else:
-            await tx.run(
-                "INSERT INTO poll_recipients (poll_id, openid, channel, created_at) "
-                "VALUES (:p, :openid, 'waiting', :now)",
-                p=poll.id,
-                openid=r["openid"],
-                now=tx.ts(now),
-            )
             await tx.run(
                 "UPDATE residents SET polls_waiting = polls_waiting + 1 WHERE openid = :openid", openid=r["openid"]
             )
@@ -668,24 +689,26 @@ async def distribute_some(
     await tx.run(
         "UPDATE polls SET audience_size = audience_size + :n, reached = reached + :sent, waiting = waiting + :waiting "
         "WHERE id = :id",
-        n=len(rows),
+        n=added,
         sent=sent,
         waiting=waiting,
         id=poll.id,
     )
-    return len(rows)
+    return len(rows), rows[-1]["id"]
 
 
 async def remind_some(
-    tx: Tx, poll: Poll, *, now: datetime, texts: Texts, clock: Clock, push: PushSettings, tz, limit: int
-) -> int:
-    """Remind up to `limit` more recipients who have not voted, while their window allows (the others were
-    told on their next message already, or will be). How many were looked at; 0 when all were."""
+    tx: Tx, poll: Poll, *, after: int, now: datetime, texts: Texts, clock: Clock, push: PushSettings, tz, limit: int
+) -> tuple[int, int]:
+    """Remind the next `limit` recipients (by id, after `after`) who have not voted, while their window allows
+    (the others were told on their next message already, or will be). How many were looked at, the last id."""
     rows = await tx.all(
         "SELECT x.id, x.openid, r.last_message_at, r.last_event_at, r.cs_sent_since_message, r.cs_sent_since_event "
         "FROM poll_recipients x JOIN residents r ON r.openid = x.openid "
-        "WHERE x.poll_id = :p AND x.voted_at IS NULL AND x.reminded_at IS NULL ORDER BY x.id LIMIT :limit",
+        "WHERE x.poll_id = :p AND x.id > :after AND x.voted_at IS NULL AND x.reminded_at IS NULL "
+        "ORDER BY x.id LIMIT :limit",
         p=poll.id,
+        after=after,
         limit=limit,
     )
     payload = menu_payload(texts, poll, tz, reminder=True)
@@ -701,7 +724,7 @@ async def remind_some(
         if state == "open":
             await outbox.enqueue(tx, clock, r["openid"], "menu", payload)
         await tx.run("UPDATE poll_recipients SET reminded_at = :now WHERE id = :id", now=tx.ts(now), id=r["id"])
-    return len(rows)
+    return len(rows), (rows[-1]["id"] if rows else after)
 
 
 def _ids_in(tx: Tx, ids: list[int]) -> tuple[str, dict]:

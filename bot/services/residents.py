@@ -8,16 +8,19 @@ count of customer-service messages sent since, which the outbox worker raises as
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from bot.config import PushSettings
 from storage.fast import Tx
 
 _SEEN = """
 INSERT INTO residents (openid, subscribed, created_at, last_message_at) VALUES (:openid, :yes, :now, :now)
-ON CONFLICT (openid) DO UPDATE SET last_message_at = excluded.last_message_at, cs_sent_since_message = 0"""
+ON CONFLICT (openid) DO UPDATE SET last_message_at = excluded.last_message_at, cs_sent_since_message = 0
+RETURNING is_gridworker, polls_waiting"""
 _SEEN_EVENT = """
 INSERT INTO residents (openid, subscribed, created_at, last_event_at) VALUES (:openid, :yes, :now, :now)
-ON CONFLICT (openid) DO UPDATE SET last_event_at = excluded.last_event_at, cs_sent_since_event = 0"""
+ON CONFLICT (openid) DO UPDATE SET last_event_at = excluded.last_event_at, cs_sent_since_event = 0
+RETURNING is_gridworker, polls_waiting"""
 _KNOWN = """
 INSERT INTO residents (openid, subscribed, created_at) VALUES (:openid, :yes, :now)
 ON CONFLICT (openid) DO NOTHING"""
@@ -29,14 +32,23 @@ ON CONFLICT (openid) DO UPDATE SET subscribed = excluded.subscribed,
     cs_sent_since_event = CASE WHEN excluded.subscribed THEN 0 ELSE residents.cs_sent_since_event END"""
 
 
-async def seen(tx: Tx, openid: str, now: datetime, *, interaction: bool, kind: str = "message") -> None:
+class Seen(NamedTuple):
+    """What the router needs to know of the resident, read back from the row the visit writes anyway."""
+
+    is_gridworker: bool = False
+    # Polls put to them while their window was closed, not yet mentioned.
+    polls_waiting: int = 0
+
+
+async def seen(tx: Tx, openid: str, now: datetime, *, interaction: bool, kind: str = "message") -> Seen:
     """Record the resident (creating them on first contact) and, for a real interaction, the time.
 
     `kind` "message" (the resident wrote: the long window) or "event" (menu click, QR scan: the short one)."""
     if not interaction:
         await tx.run(_KNOWN, openid=openid, yes=True, now=tx.ts(now))
-        return
-    await tx.run(_SEEN_EVENT if kind == "event" else _SEEN, openid=openid, yes=True, now=tx.ts(now))
+        return Seen()
+    row = await tx.one(_SEEN_EVENT if kind == "event" else _SEEN, openid=openid, yes=True, now=tx.ts(now))
+    return Seen(bool(row["is_gridworker"]), row["polls_waiting"] or 0) if row else Seen()
 
 
 async def set_subscribed(tx: Tx, openid: str, subscribed: bool, now: datetime) -> None:
@@ -81,4 +93,13 @@ async def window(tx: Tx, openid: str, *, now: datetime, push: PushSettings) -> s
         r["cs_sent_since_event"],
         now=now,
         push=push,
+    )
+
+
+async def forget_profile(tx: Tx, openid: str) -> None:
+    """On unfollow: what we know of the person beyond their cases — the grid they joined and the name a named
+    poll asked for — goes (WeChat asks it; the case records stay, as the law requires)."""
+    await tx.run(
+        "UPDATE residents SET grid_id = NULL, display_name = NULL, polls_waiting = 0 WHERE openid = :openid",
+        openid=openid,
     )

@@ -37,6 +37,8 @@ class Inbound:
     text: str | None = None
     media_id: str | None = None
     location: Location | None = None
+    # A tapped msgmenu option (a poll's option): its id, as WeChat sends it back in <bizmsgmenuid>.
+    menu_id: str | None = None
     # The 订阅通知 events (subscribe_msg_popup_event · _change_event · _sent_event): one entry per template.
     subscriptions: tuple[SubscriptionChoice, ...] = ()
 

@@ -128,6 +128,10 @@ def _to_inbound(msg, fields: dict) -> Inbound:
         key = fields.get("EventKey")
         if msg.type == "subscribe_scan":  # wechatpy strips the qrscene_ prefix
             event, key = "subscribe_scan", msg.scene_id
+        elif event == "subscribe" and isinstance(key, str) and key.startswith("qrscene_"):
+            # A follow by scanning a parametric QR code, which wechatpy 1.8 leaves as a plain subscribe
+            # when the push carries no Ticket.
+            event, key = "subscribe_scan", key.removeprefix("qrscene_")
         location = None
         if event == "location":
             location = Location(msg.latitude, msg.longitude, "")
@@ -144,6 +148,9 @@ def _to_inbound(msg, fields: dict) -> Inbound:
     extra: dict = {}
     if kind == "text":
         extra["text"] = msg.content or ""
+        # Tapping a msgmenu option sends its content back as text, with the option's id beside it.
+        menu = fields.get("bizmsgmenuid")
+        extra["menu_id"] = menu.strip() if isinstance(menu, str) and menu.strip() else None
     elif kind == "voice":
         extra["media_id"] = msg.media_id
         extra["text"] = msg.recognition or None

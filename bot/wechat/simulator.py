@@ -225,6 +225,11 @@ class Resident:
     async def say(self, text: str) -> str | None:
         return await self._deliver(text_xml(self.openid, text, created=self._created()), "message")
 
+    async def tap(self, menu_id: str, content: str) -> str | None:
+        """Tap an option of a msgmenu message: WeChat sends the option's content as text, with its id."""
+        xml = message_xml(self.openid, "text", {"Content": content, "bizmsgmenuid": menu_id}, created=self._created())
+        return await self._deliver(xml, "message")
+
     async def photo(self, media_id: str) -> str | None:
         await self._upload(media_id, b"\xff\xd8\xff\xe0 fake jpeg", "image/jpeg")
         return await self._deliver(image_xml(self.openid, media_id, created=self._created()), "message")
@@ -283,6 +288,13 @@ class Resident:
         }
         xml = subscription_event_xml(self.openid, "subscribe_msg_sent_event", [item], created=self._created())
         return await self._deliver(xml, None)
+
+    async def scan(self, scene: str, *, following: bool) -> str | None:
+        """Scan a parametric QR code (a grid's poster): a follow carrying `qrscene_<scene>` for a newcomer, a
+        SCAN event with the bare scene for someone who follows already."""
+        if following:
+            return await self.event("SCAN", scene)
+        return await self.event("subscribe", f"qrscene_{scene}")
 
     async def event(self, event: str, key: str | None = None) -> str | None:
         # Only a click, a follow or a scan opens a window; an unfollow closes the door entirely.

@@ -156,6 +156,7 @@ def upgrade() -> None:
         sa.Column("lease_until", TS, nullable=True),
         sa.Column("fired_at", TS, nullable=True),
         sa.Column("created_at", TS, nullable=False),
+        sa.Column("done_through", sa.Integer(), server_default="0", nullable=False),
         sa.ForeignKeyConstraint(["poll_id"], ["polls.id"], name=op.f("fk_poll_jobs_poll_id_polls")),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_poll_jobs")),
         sa.UniqueConstraint("dedupe_key", name=op.f("uq_poll_jobs_dedupe_key")),
