@@ -281,6 +281,9 @@ def parser() -> argparse.ArgumentParser:
     from bot.api_token_cli import register as register_api_token
 
     register_api_token(sub)  # api-token add|revoke|list: the tokens of /api/v1 and /open311/v2
+    from bot.grids_cli import register as register_grids
+
+    register_grids(sub)  # grids add|import|list|qrcode, gridworker add|assign|invite|list
 
     menu = sub.add_parser("menu", help="publish the custom menu (投诉 / 我的案件 / 帮助) through the WeChat API")
     menu.add_argument("action", choices=["push"])

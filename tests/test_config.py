@@ -52,6 +52,7 @@ def test_environment_overrides_the_file(tmp_path):
         ),
         ({"FRONTDOOR_SERVER_HOST": "0.0.0.0"}, "wechat.fake_api"),  # the fake has no authentication
         ({"FRONTDOOR_WECHAT_ENCRYPTION_MODE": "aes"}, "wechat.encryption_mode"),
+        ({"FRONTDOOR_WECHAT_QRCODE_IMAGE_URL": "mp.weixin.qq.com/cgi-bin/showqrcode"}, "wechat.qrcode_image_url"),
         ({"FRONTDOOR_WECHAT_ENCODING_AES_KEY": ""}, "wechat.encoding_aes_key"),  # safe mode needs a key
         ({"FRONTDOOR_WEBHOOK_REPLY_BUDGET_SECONDS": "6"}, "webhook.reply_budget_seconds"),
         ({"FRONTDOOR_SERVER_TIMEZONE": "Mars/Olympus"}, "server.timezone"),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
+
 import pytest
+import segno
 from aiohttp.test_utils import TestServer
 
 from bot.config import Settings
@@ -256,6 +259,58 @@ async def test_qrcode_validation(call, api):
     assert (await call("POST", "cgi-bin/qrcode/create", params=params, json=str_without_str))["errcode"] == 40053
     answer = await api.create_qrcode(7, expire_seconds=10**9)
     assert answer["expire_seconds"] == 2592000  # WeChat's 30-day cap
+
+
+async def test_showqrcode_serves_the_png_of_an_issued_ticket_without_a_token(http, base_url, api, fake, clock):
+    made = await api.create_qrcode("grid:G1")
+    assert made["ticket"].endswith("=")  # base64 like WeChat's: the query must carry it escaped
+
+    async def show(ticket: str) -> tuple[int, bytes, str]:
+        async with http.get(f"{base_url}/cgi-bin/showqrcode", params={"ticket": ticket}) as resp:
+            return resp.status, await resp.read(), resp.content_type
+
+    status, image, content_type = await show(made["ticket"])
+    assert (status, content_type) == (200, "image/png") and image.startswith(b"\x89PNG\r\n\x1a\n")
+    expected = io.BytesIO()
+    segno.make(made["url"], error="m").save(expected, kind="png", scale=8, border=4)
+    assert image == expected.getvalue()  # the code encodes the answer's url, as WeChat's does
+    assert (await show("gQ-never-issued"))[0] == 404
+    assert (await show(made["ticket"][:-2]))[0] == 404
+    assert fake.calls["showqrcode"] == 3
+
+    temporary = await api.create_qrcode("grid:G2", expire_seconds=60)
+    assert (await show(temporary["ticket"]))[0] == 200
+    clock.advance(seconds=60)
+    assert (await show(temporary["ticket"]))[0] == 404  # a temporary code's image dies with it
+    clock.advance(days=400)
+    assert (await show(made["ticket"]))[0] == 200  # a permanent one never does
+
+
+async def test_the_client_fetches_qr_images_escaping_the_ticket(http, base_url, clock, fake):
+    api = WeChatAPI(
+        http,
+        base_url=base_url,
+        app_id=APP_ID,
+        app_secret=SECRET,
+        backoff_base=0,
+        clock=clock,
+        qrcode_image_url=f"{base_url}/cgi-bin/showqrcode",
+    )
+    # "+" unescaped would arrive as a space: keep making codes until a ticket has one (more than half do).
+    made = await api.create_qrcode("grid:G1")
+    for _ in range(60):
+        if "+" in made["ticket"] and "/" in made["ticket"]:
+            break
+        made = await api.create_qrcode("grid:G1")
+    assert "+" in made["ticket"]
+    image, content_type = await api.qrcode_image(made["ticket"])
+    assert content_type == "image/png" and image.startswith(b"\x89PNG")
+    assert await errcode_of(api.qrcode_image("gQ-never-issued")) == -2
+    fake.add_fault("showqrcode", http_status=502)
+    image_after_a_retry, _ = await api.qrcode_image(made["ticket"])
+    assert image_after_a_retry == image
+    fake.add_fault("showqrcode", errcode=-1, times=3)  # JSON where an image belongs, beyond the retries
+    assert await errcode_of(api.qrcode_image(made["ticket"])) == -1
 
 
 # --- control endpoints ----------------------------------------------------------------------------

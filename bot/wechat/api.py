@@ -15,6 +15,7 @@ import re
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
+from urllib.parse import quote
 
 import aiohttp
 from sqlalchemy import or_, select, update
@@ -43,6 +44,10 @@ HTTP_ERRCODE = -2
 # HTTP 4xx — or media/get gave no usable link. Not retried in the call (the same link will not come back to
 # life); a later try asks media/get again, which hands out a fresh link while the media lives (3 days).
 VIDEO_LINK_ERRCODE = -3
+# Not WeChat's: showqrcode answered something other than an image. Not retried in the call.
+QRCODE_IMAGE_ERRCODE = -4
+# WeChat's QR images come from another host than the API (mp.weixin.qq.com), by ticket, without an access token.
+QRCODE_IMAGE_URL = "https://mp.weixin.qq.com/cgi-bin/showqrcode"
 
 
 # While another instance refreshes the shared token, wait for it this many times at most (pauses doubling from
@@ -155,6 +160,7 @@ class WeChatAPI:
         token_store: TokenStore | None = None,
         owner: str = "frontdoor",
         token_lease_seconds: float = 60.0,
+        qrcode_image_url: str = QRCODE_IMAGE_URL,
     ):
         """Without `token_store` the token lives in this object alone (tests, one-off commands); with one, every
         instance reads the shared token and only the holder of the store's lease fetches a new one."""
@@ -173,6 +179,7 @@ class WeChatAPI:
         self.token_store = token_store
         self.owner = owner
         self.token_lease_seconds = token_lease_seconds
+        self.qrcode_image_url = qrcode_image_url
 
     @classmethod
     def from_settings(
@@ -185,10 +192,13 @@ class WeChatAPI:
         token_store: TokenStore | None = None,
         owner: str = "frontdoor",
         token_lease_seconds: float = 60.0,
+        qrcode_image_url: str | None = None,
     ) -> WeChatAPI:
-        """`base_url` overrides wechat.api_base_url (the app passes its own /fake-wechat URL in fake mode)."""
+        """`base_url` overrides wechat.api_base_url (the app passes its own /fake-wechat URL in fake mode), and
+        `qrcode_image_url` wechat.qrcode_image_url likewise (bot.app.qrcode_image_base)."""
         return cls(
             http,
+            qrcode_image_url=qrcode_image_url or wechat.qrcode_image_url,
             token_store=token_store,
             owner=owner,
             token_lease_seconds=token_lease_seconds,
@@ -438,6 +448,18 @@ class WeChatAPI:
         if expire_seconds:
             body["expire_seconds"] = expire_seconds
         return await self._call("POST", "cgi-bin/qrcode/create", body=body)
+
+    async def qrcode_image(self, ticket: str) -> tuple[bytes, str]:
+        """The image of the QR code create_qrcode gave `ticket` for, and its content type (WeChat's is a JPEG, the
+        fake's a PNG). Same session, timeout and bounded retries as the API; no access token: the ticket is all
+        it takes."""
+        # Tickets are base64: "+", "/" and "=" must go out escaped, and the URL exactly as built.
+        sep = "&" if "?" in self.qrcode_image_url else "?"
+        url = f"{self.qrcode_image_url}{sep}ticket={quote(ticket, safe='')}"
+        content, content_type = await self._request("GET", "showqrcode", params={}, raw=True, url=url)
+        if not content_type.lower().startswith("image/"):
+            raise WeChatAPIError(QRCODE_IMAGE_ERRCODE, f"showqrcode answered {content_type or 'no type'}, not an image")
+        return content, content_type.lower()
 
     async def create_menu(self, menu: dict) -> dict:
         return await self._call("POST", "cgi-bin/menu/create", body=menu)

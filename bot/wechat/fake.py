@@ -9,12 +9,15 @@ Mounted by the main app with `app.add_subapp("/fake-wechat/", fake.app())`; cont
 not have (`sent`, `inbound`, `subscriptions`, `faults`, `media`, `reset`) sit beside the API under the same
 prefix. So does `video/download/<media_id>?vkey=…`, the download host of WeChat's temporary video links
 (media/get answers a video with `{"video_url": …}`); its absolute URL is built from the request, wherever the
-fake is mounted.
+fake is mounted. And `cgi-bin/showqrcode?ticket=…`, which WeChat serves from mp.weixin.qq.com rather than the API
+host: a real PNG QR code of the ticket's `url`, no access token needed (bot.app.qrcode_image_base points there).
 """
 
 from __future__ import annotations
 
 import asyncio
+import base64
+import io
 import json
 import re
 import secrets
@@ -24,6 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import segno
 from aiohttp import web
 
 from bot.clock import Clock
@@ -98,6 +102,12 @@ class _VideoLink:
     expires_at: datetime
 
 
+@dataclass
+class _QRCode:
+    url: str
+    expires_at: datetime | None  # None: a permanent (LIMIT) code
+
+
 def _dumps(data: Any) -> str:
     return json.dumps(data, ensure_ascii=False)
 
@@ -141,6 +151,7 @@ class FakeWeChat:
         self._faults: dict[str, list[_Fault]] = {}
         self._media: dict[str, _Media] = {}
         self._video_links: dict[str, _VideoLink] = {}  # by vkey
+        self._qrcode_images: dict[str, _QRCode] = {}  # by ticket
 
     # --- Python control surface ---------------------------------------------------------------------------
 
@@ -219,6 +230,7 @@ class FakeWeChat:
             ("POST", "message/subscribe/bizsend"): (self._subscribe_send, True),
             ("GET", "media/get"): (self._media_get, True),
             ("POST", "qrcode/create"): (self._qrcode_create, True),
+            ("GET", "showqrcode"): (self._showqrcode, False),  # the ticket is all it takes
             ("POST", "menu/create"): (self._menu_create, True),
         }
         for (method, path), (handler, needs_token) in api.items():
@@ -463,12 +475,27 @@ class FakeWeChat:
         )
         if not valid:
             raise FakeError(40053, "invalid action info")
-        ticket = "gQ" + secrets.token_urlsafe(24)
+        # Standard base64 like WeChat's tickets, "+", "/" and "=" included: a client that forgets to escape the
+        # ticket in showqrcode's query is caught here rather than in production.
+        ticket = "gQ" + base64.b64encode(secrets.token_bytes(40)).decode()
         self.qrcodes[ticket] = scene
-        answer: dict[str, Any] = {"ticket": ticket, "url": f"http://weixin.qq.com/q/{ticket[2:]}"}
+        answer: dict[str, Any] = {"ticket": ticket, "url": f"http://weixin.qq.com/q/{secrets.token_urlsafe(16)}"}
+        expires_at = None
         if "LIMIT" not in action:
             answer["expire_seconds"] = min(int(body.get("expire_seconds") or 60), 2592000)
+            expires_at = self.clock.now() + timedelta(seconds=answer["expire_seconds"])
+        self._qrcode_images[ticket] = _QRCode(answer["url"], expires_at)
         return answer
+
+    async def _showqrcode(self, request: web.Request, _body: dict) -> Result:
+        """The QR image of a ticket qrcode/create issued (until a temporary one expires), else a bare 404: an image
+        host, not the API."""
+        qr = self._qrcode_images.get(request.query.get("ticket", ""))
+        if qr is None or (qr.expires_at is not None and self.clock.now() >= qr.expires_at):
+            return web.Response(status=404, text="ticket unknown or expired")
+        png = io.BytesIO()
+        segno.make(qr.url, error="m").save(png, kind="png", scale=8, border=4)
+        return web.Response(body=png.getvalue(), content_type="image/png")
 
     async def _menu_create(self, _request: web.Request, body: dict) -> dict:
         buttons = body.get("button")
