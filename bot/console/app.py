@@ -12,7 +12,7 @@ from aiohttp import web
 
 from bot.clock import Clock
 from bot.config import Settings
-from bot.console import auth, canned, cases, keys, live, reports
+from bot.console import auth, canned, cases, grids, keys, live, polls, reports, roles
 from bot.console.security import CSRF_FIELD, security_headers
 from bot.texts import Texts
 
@@ -20,7 +20,7 @@ HERE = Path(__file__).parent
 
 
 async def home(request: web.Request) -> web.StreamResponse:
-    raise web.HTTPFound(request.app.router["inbox"].url_for())
+    raise web.HTTPFound(request.app.router[auth.landing(auth.session_of(request).operator.role)].url_for())
 
 
 def routes() -> list[web.AbstractRouteDef]:
@@ -40,6 +40,20 @@ def routes() -> list[web.AbstractRouteDef]:
         web.get("/canned", canned.list_page, name="canned"),
         web.post("/canned", canned.save, name="canned_save"),
         web.post("/canned/{id:\\d+}/delete", canned.delete, name="canned_delete"),
+        web.get("/grids", grids.list_page, name="grids"),
+        web.post("/grids/add", grids.add, name="grid_add"),
+        web.post("/grids/import", grids.import_csv, name="grid_import"),
+        web.post("/grids/{id:\\d+}/rename", grids.rename, name="grid_rename"),
+        web.post("/grids/{id:\\d+}/remove", grids.remove, name="grid_remove"),
+        web.get("/grids/{code}/qr", grids.qr_poster, name="grid_qr"),
+        web.get("/polls", polls.list_page, name="polls"),
+        web.get("/polls/new", polls.new_page, name="poll_new"),
+        web.post("/polls/new", polls.create, name="poll_create"),
+        web.get("/polls/{id:\\d+}", polls.poll_page, name="poll"),
+        web.post("/polls/{id:\\d+}/close", polls.close, name="poll_close"),
+        web.post("/polls/{id:\\d+}/door", polls.door_vote, name="poll_door"),
+        web.post("/polls/{id:\\d+}/case", polls.link_case, name="poll_case"),
+        web.get("/polls/{id:\\d+}/export.csv", polls.export_csv, name="poll_export"),
         web.static("/static", HERE / "static", name="static", append_version=True),
     ]
 
@@ -65,7 +79,7 @@ def build(*, store, settings: Settings, texts: Texts, clock: Clock) -> web.Appli
         undefined=jinja2.StrictUndefined,
     )
     tz = settings.tz
-    env.globals.update(t=texts, csrf_field=CSRF_FIELD)
+    env.globals.update(t=texts, csrf_field=CSRF_FIELD, roles=roles)
     env.filters["local"] = lambda moment, fmt="%Y-%m-%d %H:%M": _local(moment, tz, fmt)
     env.filters["span"] = lambda delta: _span(texts, delta)
     return app

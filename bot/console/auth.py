@@ -15,7 +15,7 @@ from datetime import timedelta
 
 from aiohttp import web
 
-from bot.console import keys
+from bot.console import keys, roles
 from bot.console.pages import render
 from bot.console.security import CSRF_FIELD, CSRF_HEADER, is_https, tokens_match
 from bot.services import operators
@@ -105,12 +105,17 @@ async def guard(request: web.Request, handler):
     return await handler(request)
 
 
-def _safe_next(request: web.Request, target: str | None) -> str:
+def _safe_next(request: web.Request, target: str | None, role: str) -> str:
     """Only a path inside the console: never another site (an open redirect) or a protocol-relative URL."""
     base = _cookie_path(request)
     if target and target.startswith(base) and not target.startswith("//") and "\\" not in target:
         return target
-    return str(request.app.router["inbox"].url_for())
+    return str(request.app.router[landing(role)].url_for())
+
+
+def landing(role: str) -> str:
+    """Where signing in leads: the inbox, or for a grid worker (who has no cases) the polls."""
+    return "inbox" if role in roles.SEE_CASES else "polls"
 
 
 async def login_page(request: web.Request, *, error: str | None = None, status: int = 200) -> web.Response:
@@ -174,7 +179,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             tx, found.operator.id, now=now, lifetime=timedelta(hours=settings.console.session_hours)
         )
     await audit(request, "login", who=name)
-    response = see_other(_safe_next(request, str(form.get("next", "")) or None))
+    response = see_other(_safe_next(request, str(form.get("next", "")) or None, found.operator.role))
     response.set_cookie(
         COOKIE,
         token,

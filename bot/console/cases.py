@@ -14,11 +14,11 @@ from bot.api.checks import usable
 from bot.console import actions, keys, roles
 from bot.console.auth import audit, message_page, see_other, session_of
 from bot.console.pages import render
-from bot.services import canned, conversation, inbox, media, operators, privacy, residents
+from bot.services import areas, canned, conversation, inbox, media, operators, polls, privacy, residents
 from storage.fast import unjs
 
 
-def _filters(request: web.Request) -> inbox.Filters:
+def _filters(request: web.Request, tree: list[areas.Area]) -> inbox.Filters:
     q = request.query
     view = q.get("view") or "todo"
     if view not in inbox.VIEWS and view not in inbox.STATUSES:
@@ -30,7 +30,32 @@ def _filters(request: web.Request) -> inbox.Filters:
         deadline=q.get("deadline") if q.get("deadline") in inbox.DEADLINE_STATES else None,
         q=_search_words(q.get("q") or ""),
         repeat=q.get("repeat") == "1",
+        area=_area_id(tree, q.get("grid") or ""),
     )
+
+
+def _area_id(tree: list[areas.Area], code: str) -> int | None:
+    """The node `?grid=` names by its code; an unknown one filters nothing, as other unknown values do."""
+    return next((a.id for a in tree if a.code == code), None) if code else None
+
+
+def outline(tree: list[areas.Area]) -> list[tuple[areas.Area, int]]:
+    """The tree depth first, siblings by name, each node with its depth. (Sorting the paths as text would put
+    云城社区(北) between 云城社区 and its grids: "(" sorts before "/".)"""
+    children: dict[int | None, list[areas.Area]] = {}
+    for a in tree:
+        children.setdefault(a.parent_id, []).append(a)
+    known = {a.id for a in tree}
+    found: list[tuple[areas.Area, int]] = []
+
+    def walk(node: areas.Area, depth: int) -> None:
+        found.append((node, depth))
+        for child in sorted(children.get(node.id, []), key=lambda a: (a.name, a.id)):
+            walk(child, depth + 1)
+
+    for root in sorted((a for a in tree if a.parent_id not in known), key=lambda a: (a.name, a.id)):
+        walk(root, 0)
+    return found
 
 
 def _search_words(text: str) -> str | None:
@@ -45,9 +70,10 @@ async def inbox_page(request: web.Request) -> web.Response:
     if not roles.sees_cases(operator):
         await audit(request, "inbox", outcome="refused")
         return message_page(request, app[keys.TEXTS]("console.forbidden"), 403)
-    filters = _filters(request)
     scope = operator.unit if operator.role == "unit" else None
     async with app[keys.STORE].read() as tx:
+        tree = await areas.all_areas(tx)
+        filters = _filters(request, tree)
         found = await inbox.page(
             tx,
             filters,
@@ -55,6 +81,7 @@ async def inbox_page(request: web.Request) -> web.Response:
             after=request.query.get("after", ""),
             limit=app[keys.SETTINGS].console.page_size,
             phone_mark=None if roles.sees_phone(operator) else app[keys.TEXTS]("privacy.phone_hidden"),
+            tree=tree,
         )
     settings = app[keys.SETTINGS]
     units = sorted({unit for unit in settings.routing.table("units").values()})
@@ -65,6 +92,8 @@ async def inbox_page(request: web.Request) -> web.Response:
         "categories": settings.complaint.categories,
         "units": units,
         "statuses": inbox.STATUSES,
+        # Indented with ideographic spaces: browsers collapse ASCII ones inside an <option>.
+        "areas": [(area, "\u3000" * depth) for area, depth in outline(tree)],
         "query": query,
         "scoped": scope,
     }
@@ -118,6 +147,7 @@ async def _render_case(
         partial = await _others_hidden(tx, operator, case)
         replies = await canned.listing(tx) if roles.may(operator, "reply") else []
         window = await residents.window(tx, case.openid, now=now, push=settings.push) if case.openid else "unknown"
+        linked_polls = await polls.for_case(tx, case.number)
     if partial:
         # The resident also has cases this operator may not see: only the notices about this one are theirs.
         lines = [line for line in lines if line.who == "notice" and line.case_number == case.number]
@@ -145,6 +175,7 @@ async def _render_case(
         "max_extension": settings.deadlines.extension_max_days,
         "canned": replies,
         "prefill": _prefill(replies, canned_id, case, settings.tz),
+        "linked_polls": linked_polls,
     }
     return render(request, "case.html", context, status=status)
 

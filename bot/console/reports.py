@@ -34,7 +34,7 @@ from bot.console import keys, roles
 from bot.console.auth import audit, message_page, session_of
 from bot.console.pages import render
 from bot.console.security import HEADERS
-from bot.services import inbox, privacy, reports
+from bot.services import areas, inbox, privacy, reports
 from bot.texts import Texts
 
 DEFAULT_DAYS = 30
@@ -54,6 +54,8 @@ _COLUMNS = (
     ("handle_due", 17),
     ("closed", 17),
     ("rating", 20),
+    # Last, so that the standard columns keep their places in the sheets offices already keep.
+    ("grid", 40),
 )
 _DATE_COLUMNS = frozenset({"received", "accept_due", "handle_due", "closed"})
 _DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
@@ -129,7 +131,7 @@ class DayBar:
 _DAY_WIDTH = 10  # the trend's SVG user units per day; the chart is 100 units high
 
 
-def _percent(part: int, whole: int) -> str:
+def percent(part: int, whole: int) -> str:
     value = 100.0 * part / whole if whole else 0.0
     text = f"{value:.1f}"
     return text[:-2] if text.endswith(".0") else text
@@ -137,7 +139,7 @@ def _percent(part: int, whole: int) -> str:
 
 def _bars(items: list[tuple[str, int]], whole: int) -> list[Bar]:
     peak = max((n for _, n in items), default=0)
-    return [Bar(label, n, round(100.0 * n / peak, 1) if peak else 0.0, _percent(n, whole)) for label, n in items]
+    return [Bar(label, n, round(100.0 * n / peak, 1) if peak else 0.0, percent(n, whole)) for label, n in items]
 
 
 def _trend(trend: list[tuple[date, int]]) -> list[DayBar]:
@@ -161,6 +163,18 @@ def _presets(today: date) -> list[tuple[str, date, date]]:
     ]
 
 
+def _grid_label(by_id: dict[int, areas.Area], grid_id: int | None) -> str:
+    """A grid by its path (names repeat across communities); the bare id of one no longer in the tree."""
+    if grid_id is None:
+        return ""
+    area = by_id.get(grid_id)
+    return area.path if area is not None else f"#{grid_id}"
+
+
+def _rate_text(rate: reports.Rate) -> str | None:
+    return percent(rate.part, rate.whole) if rate.whole else None
+
+
 async def dashboard(request: web.Request) -> web.Response:
     refused = await _refused(request, "dashboard")
     if refused is not None:
@@ -177,11 +191,14 @@ async def dashboard(request: web.Request) -> web.Response:
     unit = roles.report_scope(operator)
     async with app[keys.STORE].read() as tx:
         figures = await reports.figures(tx, p, unit=unit)
+        tree = await areas.all_areas(tx) if figures.by_grid else []
     statuses = [s for s in inbox.STATUSES if figures.by_status.get(s)]
     statuses += sorted(s for s in figures.by_status if s not in inbox.STATUSES)
     status_items = [(texts(f"status.{s}") if texts.has(f"status.{s}") else s, figures.by_status[s]) for s in statuses]
     unassigned = texts("console.dashboard.unassigned")
     unit_bars = _bars([(u.unit or unassigned, u.received) for u in figures.by_unit], figures.received)
+    by_id = {a.id: a for a in tree}
+    grid_bars = _bars([(_grid_label(by_id, g.grid_id), g.received) for g in figures.by_grid], figures.received)
     rates = [
         ("accept_rate", figures.accepted_on_time),
         ("close_rate", figures.closed_on_time),
@@ -197,12 +214,16 @@ async def dashboard(request: web.Request) -> web.Response:
         "error": error,
         "scoped": unit,
         "rates": [
-            (name, rate, _percent(rate.part, rate.whole) if rate.whole else None, round(rate.percent or 0.0, 1))
+            (name, rate, percent(rate.part, rate.whole) if rate.whole else None, round(rate.percent or 0.0, 1))
             for name, rate in rates
         ],
         "status_bars": _bars(status_items, figures.received),
         "category_bars": _bars(figures.by_category, figures.received),
         "units": list(zip(figures.by_unit, unit_bars, strict=True)),
+        "grids": [
+            (g, bar, by_id[g.grid_id].code if g.grid_id in by_id else None, _rate_text(g.satisfied))
+            for g, bar in zip(figures.by_grid, grid_bars, strict=True)
+        ],
         "trend": _trend(figures.trend),
         "trend_width": max(len(figures.trend), 1) * _DAY_WIDTH,
         "trend_peak": max((n for _, n in figures.trend), default=0),
@@ -214,7 +235,7 @@ async def dashboard(request: web.Request) -> web.Response:
 # ---- the ledger export ------------------------------------------------------------------------------------
 
 
-def _safe(text: str) -> str:
+def safe(text: str) -> str:
     """A cell no spreadsheet runs as a formula (OWASP: CSV injection)."""
     return "'" + text if text.startswith(_FORMULA_START) else text
 
@@ -232,9 +253,10 @@ def _resident(openid: str | None, phone: str | None, *, show_phone: bool) -> str
 class _Ledger:
     """One export's rows as cell values: text, or naive local datetimes (what a spreadsheet holds)."""
 
-    def __init__(self, texts: Texts, tz, *, show_phone: bool):
+    def __init__(self, texts: Texts, tz, *, show_phone: bool, tree: list[areas.Area] | None = None):
         self.texts, self.tz, self.show_phone = texts, tz, show_phone
         self.ratings = texts.words("words.ratings")
+        self.grids = {a.id: a for a in tree or []}
 
     def header(self) -> list[str]:
         return [self.texts(f"console.export.{name}") for name, _ in _COLUMNS]
@@ -269,6 +291,7 @@ class _Ledger:
             self._local(row.handle_due_at),
             self._local(row.closed_at),
             self._rating(row),
+            _grid_label(self.grids, row.grid_id),
         ]
 
 
@@ -289,7 +312,7 @@ async def _batches(request: web.Request, p: reports.Period, unit: str | None, li
         await asyncio.sleep(0)
 
 
-def _disposition(name: str, fallback: str) -> str:
+def disposition(name: str, fallback: str) -> str:
     """The Chinese file name for browsers that read RFC 6266's filename*, an ASCII one for the others."""
     return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
@@ -316,6 +339,7 @@ async def _export(request: web.Request, kind: str) -> web.StreamResponse:
     unit = roles.report_scope(operator)
     async with app[keys.STORE].read() as tx:
         total = await reports.ledger_count(tx, p, unit=unit)
+        tree = await areas.all_areas(tx)
     cap = reports.EXPORT_MAX_ROWS
     capped = total > cap
     rows = min(total, cap)
@@ -327,12 +351,12 @@ async def _export(request: web.Request, kind: str) -> web.StreamResponse:
         name, fallback = texts("console.export.file", first=first, last=last), f"ledger_{first}_{last}"
     detail = f"{kind} {first}~{last} rows={rows}" + (f" of {total}" if capped else "")
     await audit(request, "export", detail=detail + (f" unit={unit}" if unit else ""))
-    ledger = _Ledger(texts, settings.tz, show_phone=roles.sees_phone(operator))
+    ledger = _Ledger(texts, settings.tz, show_phone=roles.sees_phone(operator), tree=tree)
     note = texts("console.export.capped_note", total=total, count=cap) if capped else None
     headers = {
         **HEADERS,
         "Cache-Control": "no-store",
-        "Content-Disposition": _disposition(f"{name}.{kind}", f"{fallback}.{kind}"),
+        "Content-Disposition": disposition(f"{name}.{kind}", f"{fallback}.{kind}"),
     }
     if kind == "csv":
         return await _send_csv(request, p, unit, rows, ledger, note, headers)
@@ -350,7 +374,7 @@ async def _send_csv(request, p, unit, rows, ledger: _Ledger, note, headers) -> w
     def cell(value) -> str:
         if isinstance(value, datetime):
             return value.strftime("%Y-%m-%d %H:%M")
-        return _safe(value or "")
+        return safe(value or "")
 
     async def flush() -> None:
         await response.write(buffer.getvalue().encode("utf-8"))
@@ -389,7 +413,7 @@ class XlsxSheet:
             cell = WriteOnlyCell(self.ws, value=value)
             cell.number_format = _DATETIME_FORMAT
             return cell
-        cell = WriteOnlyCell(self.ws, value=_safe(ILLEGAL_CHARACTERS_RE.sub("", value)))
+        cell = WriteOnlyCell(self.ws, value=safe(ILLEGAL_CHARACTERS_RE.sub("", value)))
         cell.data_type = "s"  # text is text, whatever it starts with
         if font is not None:
             cell.font = font

@@ -6,7 +6,7 @@ admin       everything
 dispatcher  受理/分流: accepts or refuses, routes, summons, merges, replies, closes; sees every case
 unit        承办单位: sees and acts only on the cases of their unit (as lead or co-handling unit)
 supervisor  督办: sees every case, reopens (发回重办), extends, escalates by re-tiering; reports
-gridworker  网格员: their grid's polls and residents (grids come with the polls issue); no cases yet
+gridworker  网格员: the polls they created or put to the grids they look after; reads the geography tree; no cases
 viewer      reads every case, changes nothing, sees phone numbers masked
 """
 
@@ -21,6 +21,20 @@ SEE_CASES = frozenset({"admin", "dispatcher", "unit", "supervisor", "viewer"})
 SEE_PHONE = frozenset({"admin", "dispatcher", "unit", "supervisor"})
 # Canned replies (常用答复): admins write them; whoever may reply uses them.
 MANAGE_CANNED = frozenset({"admin"})
+
+# The geography tree (区→街道→社区→网格, bot/console/grids.py): admins change it; the others here read it and
+# print a grid's QR poster.
+SEE_GRIDS = frozenset({"admin", "dispatcher", "supervisor", "viewer", "gridworker"})
+MANAGE_GRIDS = frozenset({"admin"})
+
+# Opinion polls (bot/console/polls.py). A grid worker sees and runs only their own (its Scope): the
+# polls they created and those put to grids under the areas they look after, and creates polls only for those.
+SEE_POLLS = frozenset({"admin", "dispatcher", "supervisor", "viewer", "gridworker"})
+SEE_ALL_POLLS = frozenset({"admin", "dispatcher", "supervisor", "viewer"})
+CREATE_POLLS = frozenset({"admin", "dispatcher", "gridworker"})
+# Closing early, entering door-to-door votes, linking a case: these roles for any poll, and the operator of
+# the grid worker who created it for that poll.
+RUN_POLLS = frozenset({"admin", "dispatcher"})
 
 # Each case action of the console and the roles that may take it.
 CASE_ACTIONS: dict[str, frozenset[str]] = {

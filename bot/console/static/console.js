@@ -2,6 +2,9 @@
 // live updates (server-sent events from /console/live): new cases, residents' new messages, failed notices.
 "use strict";
 
+// A poster's print button (an inline onclick would break the Content-Security-Policy).
+document.querySelector("[data-print]")?.addEventListener("click", () => window.print());
+
 document.addEventListener("submit", (event) => {
   const form = event.target;
   if (form.dataset.sent) { event.preventDefault(); return; }
