@@ -15,6 +15,7 @@ from bot.services import api_tokens
 from bot.services.open311 import service_code
 from storage.models import ApiToken, AuditEntry
 from tests.api_client import Platform, add_token, many, revoke_token
+from tests.test_console import grid_tree, put_in_grid
 from tests.test_lifecycle import case_of, do, filed, pushed_after_delivery
 
 UNIT = "云城街道办事处"
@@ -358,6 +359,9 @@ async def test_unknown_paths_and_methods_answer_json(harness):
         ({"q": "长" * 81}, "q"),
         ({"unit": "长" * 81}, "unit"),
         ({"repeat": "maybe"}, "repeat"),
+        ({"grid": "云城社区"}, "grid"),  # a code, not a name
+        ({"grid": "G" * 33}, "grid"),
+        ({"grid": "NOSUCH"}, "NOSUCH"),
     ],
 )
 async def test_a_bad_inbox_parameter_is_a_400_naming_it(harness, params, named):
@@ -433,6 +437,30 @@ async def test_the_inbox_filters_and_its_rows(harness):
     assert row["number"] == first and row["status"] == "pending" and row["category"] == "物业与停车"
     assert row["created_at"].endswith("+08:00") and row["due_at"].endswith("+08:00")
     assert row["deadline_state"] == "ok" and row["possible_repeat"] is False and "contact_phone" not in row
+
+
+async def test_the_inbox_filters_by_grid_code_and_names_each_rows_grid(harness):
+    h = harness
+    api = Platform(h, await add_token(h, "受理平台", "dispatcher"))
+    unit_api = Platform(h, await add_token(h, "街道平台", "unit", unit=UNIT))
+    tree = await grid_tree(h)
+    one, two, other, none = await many(h, 4)
+    for number, grid in ((one, "G1"), (two, "G2"), (other, "G3")):
+        await put_in_grid(h, number, tree[grid])
+    _, body, _ = await api.get("/cases", grid="G2")
+    assert [(c["number"], c["grid"]) for c in body["cases"]] == [(two, "G2")]
+    _, body, _ = await api.get("/cases", view="all", grid="C1")  # a community: its grids' cases
+    assert [c["number"] for c in body["cases"]] == [two, one]
+    _, body, _ = await api.get("/cases", view="all", grid="D1", limit="2")
+    assert [c["number"] for c in body["cases"]] == [other, two] and body["next"]
+    _, body, _ = await api.get("/cases", view="all", grid="D1", limit="2", after=body["next"])
+    assert [c["number"] for c in body["cases"]] == [one] and body["next"] is None
+    _, body, _ = await api.get("/cases", view="all")
+    assert {c["number"]: c["grid"] for c in body["cases"]} == {one: "G1", two: "G2", other: "G3", none: None}
+    await do(h, "accept", one)
+    await do(h, "assign", one, unit=UNIT)
+    _, body, _ = await unit_api.get("/cases", grid="C1")  # a unit's token: its own cases in the grids
+    assert [c["number"] for c in body["cases"]] == [one]
 
 
 async def test_the_categories_with_their_tier_and_lead_unit(harness):

@@ -2,6 +2,7 @@
 Each role boundary is checked on the server: by URL and by form, not only by what the pages show."""
 
 import asyncio
+import re
 from datetime import timedelta
 
 import pytest
@@ -9,7 +10,7 @@ from sqlalchemy import func, select
 
 from bot.app import STORE
 from bot.cli import main
-from bot.services import cases
+from bot.services import areas, cases
 from storage.models import AuditEntry, Case, OutboxMessage
 from tests.conftest import start_harness
 from tests.console_client import PASSWORD, Staff, add_operator, csrf_of
@@ -539,3 +540,119 @@ async def test_bad_input_is_a_clear_answer_never_a_500(harness):
         status, _ = await staff.act(number, "assign", unit=OTHER_UNIT, co_units=f"{UNIT}、{UNIT}")
         assert status == 200  # a unit named twice is one co-handling unit
     assert (await case_of(h, number)).co_units == [UNIT]
+
+
+# ---- grids ----------------------------------------------------------------------------------------------------
+
+
+async def grid_tree(h) -> dict[str, areas.Area]:
+    """云岩区 D1 / 中华路街道 S1 / 云城社区 C1 (第一网格 G1, 第二网格 G2) and 幸福社区 C2 (第一网格 G3): by code."""
+    made: dict[str, areas.Area] = {}
+    nodes = [
+        ("district", "云岩区", None, "D1"),
+        ("street", "中华路街道", "D1", "S1"),
+        ("community", "云城社区", "S1", "C1"),
+        ("community", "幸福社区", "S1", "C2"),
+        ("grid", "第一网格", "C1", "G1"),
+        ("grid", "第二网格", "C1", "G2"),
+        ("grid", "第一网格", "C2", "G3"),
+    ]
+    async with h.app[STORE].write() as tx:
+        for level, name, parent, code in nodes:
+            parent_area = made[parent] if parent else None
+            made[code] = await areas.add(tx, level, name, parent=parent_area, now=h.clock.now(), code=code)
+    return made
+
+
+async def put_in_grid(h, number: str, grid: areas.Area | None) -> None:
+    """The grid the case was filed from, as cases.submit_complaint records the resident's."""
+    async with h.app[STORE].write() as tx:
+        await tx.run(
+            "UPDATE cases SET grid_id = :grid WHERE number = :number", grid=grid.id if grid else None, number=number
+        )
+
+
+def listed(page: str) -> list[str]:
+    return [part.split('"', 1)[0] for part in page.split('data-number="')[1:]]
+
+
+async def test_the_inbox_filters_by_grid_and_by_community(harness):
+    h = harness
+    await add_operator(h, "张科员", "dispatcher")
+    tree = await grid_tree(h)
+    one, two, other, none = await _many(h, 4)
+    for number, grid in ((one, "G1"), (two, "G2"), (other, "G3")):
+        await put_in_grid(h, number, tree[grid])
+    async with Staff(h) as staff:
+        await staff.login("张科员")
+        _, page = await staff.get("/cases?grid=G1")
+        assert listed(page) == [one]
+        _, page = await staff.get("/cases?grid=C1")  # a community: every grid in it
+        assert listed(page) == [one, two]
+        _, page = await staff.get("/cases?view=all&grid=S1")
+        assert listed(page) == [other, two, one]  # newest first; the case from no grid is not in the street
+        _, page = await staff.get("/cases?grid=G3&category=其他")
+        assert listed(page) == [other]
+        _, page = await staff.get("/cases?grid=G3&category=邻里纠纷")
+        assert listed(page) == []
+        _, page = await staff.get("/cases?grid=NOSUCH")  # an unknown code filters nothing, as other values
+        assert listed(page) == [one, two, other, none]
+        # The form offers the tree, depth first and indented, the chosen node selected.
+        _, page = await staff.get("/cases?grid=C2")
+    options = re.findall(r'<option value="([A-Z0-9]+)" title="([^"]*)" (selected)?>([^<]*)</option>', page)
+    assert [(code, title) for code, title, _, _ in options] == [
+        ("D1", "云岩区"),
+        ("S1", "云岩区/中华路街道"),
+        ("C1", "云岩区/中华路街道/云城社区"),
+        ("G1", "云岩区/中华路街道/云城社区/第一网格"),
+        ("G2", "云岩区/中华路街道/云城社区/第二网格"),
+        ("C2", "云岩区/中华路街道/幸福社区"),
+        ("G3", "云岩区/中华路街道/幸福社区/第一网格"),
+    ]
+    assert [code for code, _, chosen, _ in options if chosen] == ["C2"]
+    assert options[6][3] == "\u3000\u3000\u3000第一网格"
+
+
+async def test_the_inbox_pages_through_a_grid_without_repeats_or_gaps(db_url, clock):
+    async with start_harness(db_url, clock, FRONTDOOR_CONSOLE_PAGE_SIZE="10") as h:
+        await add_operator(h, "张科员", "dispatcher")
+        await add_operator(h, "街道小刘", "unit", unit=UNIT)
+        tree = await grid_tree(h)
+        numbers = await _many(h, 36)
+        grids = [tree["G1"], tree["G2"], tree["G3"]]  # C1, C1, C2 in turn
+        theirs = []  # the unit handler's in C1: led (i % 4 == 1) or co-handled (i % 4 == 3)
+        for i, number in enumerate(numbers):
+            await put_in_grid(h, number, grids[i % 3])
+            if i % 2:
+                await do(h, "accept", number)
+                if i % 4 == 1:
+                    await do(h, "assign", number, unit=UNIT)
+                else:
+                    await do(h, "assign", number, unit=OTHER_UNIT, co_units=[UNIT])
+                if i % 3 != 2:
+                    theirs.append(number)
+        in_c1 = [n for i, n in enumerate(numbers) if i % 3 != 2]
+        # By deadline: the pending ones (due 15 days after they came in), then the handled ones (all accepted at
+        # the same moment: due together, by id).
+        pending_first = [n for i, n in enumerate(numbers) if i % 3 != 2 and not i % 2]
+        pending_first += [n for i, n in enumerate(numbers) if i % 3 != 2 and i % 2]
+
+        async def every_page(staff: Staff, path: str) -> list[str]:
+            seen: list[str] = []
+            for _ in range(10):
+                _, page = await staff.get(path)
+                seen += listed(page)
+                if 'rel="next"' not in page:
+                    return seen
+                path = "/cases?" + page.split('rel="next" href="?')[1].split('"')[0].replace("&amp;", "&")
+            raise AssertionError("more pages than cases")
+
+        async with Staff(h) as staff:
+            await staff.login("张科员")
+            assert await every_page(staff, "/cases?view=all&grid=C1") == in_c1[::-1]
+            assert await every_page(staff, "/cases?grid=C1") == pending_first
+            assert await every_page(staff, "/cases?grid=G3&view=pending") == numbers[2::6][::-1]  # newest first
+        async with Staff(h) as staff:
+            await staff.login("街道小刘")  # led and co-handled cases merged page by page, the grid filter on both
+            assert len(theirs) > 5 and await every_page(staff, "/cases?view=all&grid=C1") == theirs[::-1]
+            assert await every_page(staff, "/cases?grid=C1") == theirs

@@ -20,6 +20,7 @@ from storage.models import AuditEntry
 from tests.conftest import start_harness
 from tests.console_client import Staff, add_operator
 from tests.test_complaint_dialog import STORY
+from tests.test_console import grid_tree, put_in_grid
 from tests.test_lifecycle import case_of, do, filed, pushed_after_delivery
 
 UNIT = "云城街道办事处"
@@ -39,6 +40,7 @@ HEADERS = [
     "办理期限",
     "办结时间",
     "群众评价",
+    "网格",
 ]
 INJECTION = '=HYPERLINK("http://evil.example/","点这里查看进度")'
 
@@ -458,3 +460,94 @@ async def test_the_period_of_the_service_is_local_midnight_to_midnight(harness):
     assert len(p.days) == 30 and p.bounds[1] - p.bounds[0] == timedelta(days=1)
     with pytest.raises(ValueError):
         reports.period(date(2026, 11, 2), date(2026, 11, 1), tz)
+
+
+# ---- by grid ----------------------------------------------------------------------------------------------
+
+
+def grid_rows(page: str) -> dict[str, tuple]:
+    """The by-grid table: code → (path, received, open, overdue, satisfaction)."""
+    part = page.split('id="by-grid"', 1)[1].split("</section>", 1)[0]
+    found = {}
+    for code, row in re.findall(r'<tr data-grid="([^"]+)">(.*?)</tr>', part, flags=re.S):
+        label = unescape(re.search(r'<th scope="row">(.*?)</th>', row).group(1))
+        cells = [re.sub(r"<[^>]+>", "", c).strip() for c in re.findall(r'<td class="num[^"]*">(.*?)</td>', row)]
+        found[code] = (label, int(cells[0]), int(cells[1]), int(cells[2]), cells[3])
+    return found
+
+
+async def test_the_dashboard_counts_by_grid(harness):
+    h = harness
+    await add_operator(h, "王主任", "supervisor")
+    await add_operator(h, "街道小刘", "unit", unit=UNIT)
+    tree = await grid_tree(h)
+    pending = await file(h, "o_grid_pending")
+    rated_well = await file(h, "o_grid_well", category="2")
+    late = await file(h, "o_grid_late", category="3")
+    rated_badly = await file(h, "o_grid_badly", category="5")
+    elsewhere = await file(h, "o_grid_none", category="4")
+    for number, code in ((pending, "G1"), (rated_well, "G1"), (late, "G2"), (rated_badly, "G3")):
+        await put_in_grid(h, number, tree[code])
+    for number, openid, score in ((rated_well, "o_grid_well", 1), (rated_badly, "o_grid_badly", 3)):
+        await do(h, "accept", number)
+        await close(h, number, UNIT if score == 1 else OTHER_UNIT)
+        await rate(h, number, openid, score)
+    await do(h, "accept", late)
+    await do(h, "assign", late, unit=UNIT)
+    async with h.app[STORE].write() as tx:
+        await tx.run("UPDATE cases SET deadline_state = 'overdue' WHERE number = :n", n=late)
+    await do(h, "accept", elsewhere)
+    async with Staff(h) as staff:
+        await staff.login("王主任")
+        _, page = await staff.get("/dashboard")
+    g1, g2, g3 = (tree[c].path for c in ("G1", "G2", "G3"))
+    assert grid_rows(page) == {
+        "G1": (g1, 2, 1, 0, "100%"),  # the pending case open; the closed one rated 满意
+        "G2": (g2, 1, 1, 1, "暂无数据"),
+        "G3": (g3, 1, 0, 0, "0%"),
+    }
+    assert list(grid_rows(page)) == ["G1", "G2", "G3"]  # most cases first
+    assert bars(page, "by-grid") == {g1: 2, g2: 1, g3: 1}
+    assert "另有 1 件期间内收到的案件不属于任何网格" in page
+    assert 'href="/console/cases?grid=G1"' in page  # a grid's open cases, in the inbox
+    assert "style=" not in page
+    async with Staff(h) as staff:
+        await staff.login("街道小刘")  # their unit's: the closed G1 case and the overdue G2 one
+        _, page = await staff.get("/dashboard")
+    assert grid_rows(page) == {"G1": (g1, 1, 0, 0, "100%"), "G2": (g2, 1, 1, 1, "暂无数据")}
+    assert "不属于任何网格" not in page
+    async with h.app[STORE].read() as tx:
+        figures = await reports.figures(tx, reports.last_days(h.clock.now(), h.settings.tz), unit=UNIT)
+    assert figures.without_grid == 0 and figures.satisfied == reports.Rate(1, 1)
+
+
+async def test_a_dashboard_without_grids_has_no_grid_table(harness):
+    h = harness
+    await add_operator(h, "王主任", "supervisor")
+    await file(h, "o_no_grids")
+    async with Staff(h) as staff:
+        await staff.login("王主任")
+        _, page = await staff.get("/dashboard")
+    assert kpi(page, "received")[0] == "1" and 'id="by-grid"' not in page
+
+
+@pytest.mark.parametrize("kind", ["csv", "xlsx"])
+async def test_the_ledger_names_each_cases_grid(harness, kind):
+    h = harness
+    await add_operator(h, "张科员", "dispatcher")
+    tree = await grid_tree(h)
+    in_grid = await file(h, "o_ledger_grid")
+    h.clock.advance(minutes=1)
+    without = await file(h, "o_ledger_none", category="2")
+    await put_in_grid(h, in_grid, tree["G3"])
+    async with Staff(h) as staff:
+        await staff.login("张科员")
+        status, _, body = await download(staff, f"/export.{kind}")
+    assert status == 200
+    if kind == "csv":
+        rows = csv_rows(body)
+    else:
+        sheet = openpyxl.load_workbook(io.BytesIO(body)).active
+        rows = [["" if v is None else v for v in r] for r in sheet.iter_rows(values_only=True)]
+    assert rows[0] == HEADERS
+    assert [(r[0], r[-1]) for r in rows[1:]] == [(in_grid, "云岩区/中华路街道/幸福社区/第一网格"), (without, "")]

@@ -10,6 +10,7 @@ Times are ISO 8601 in the office's time zone (settings [server] timezone), with 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from datetime import datetime
 
@@ -19,7 +20,7 @@ from bot.api import keys
 from bot.api.auth import ApiError, audit, fail, operator_of, reply
 from bot.api.checks import row_id, sane, usable
 from bot.console import actions, roles
-from bot.services import inbox, open311, operators, privacy
+from bot.services import areas, inbox, open311, operators, privacy
 from bot.services.operators import Operator
 
 # The fields an action's body may carry: the names of the console's forms (bot/console/actions.py).
@@ -35,8 +36,8 @@ def _time(request: web.Request, moment: datetime | None) -> str | None:
 # ---- the inbox ---------------------------------------------------------------------------------------------------
 
 
-def _filters(request: web.Request) -> tuple[inbox.Filters, str, int]:
-    """The query's filters, cursor and page size — or a 400 naming the parameter that is wrong."""
+def _filters(request: web.Request) -> tuple[inbox.Filters, str, int, str]:
+    """The query's filters, cursor, page size and area code — or a 400 naming the parameter that is wrong."""
     q, settings = request.query, request.app[keys.SETTINGS]
     view = q.get("view") or "todo"
     if view not in inbox.VIEWS and view not in inbox.STATUSES:
@@ -62,10 +63,13 @@ def _filters(request: web.Request) -> tuple[inbox.Filters, str, int]:
     after = q.get("after") or ""
     if after and not _cursor_ok(after):
         raise fail(request, 400, "invalid_parameter", "bad_cursor")
+    grid = q.get("grid") or ""
+    if grid and not areas.CODE.fullmatch(grid):
+        raise fail(request, 400, "invalid_parameter", "bad_grid")
     filters = inbox.Filters(
         view=view, category=category, unit=unit, deadline=deadline, q=text or None, repeat=repeat in ("1", "true")
     )
-    return filters, after, int(limit_text)
+    return filters, after, int(limit_text), grid
 
 
 def _cursor_ok(after: str) -> bool:
@@ -81,7 +85,7 @@ def _cursor_ok(after: str) -> bool:
     return moment.tzinfo is not None and sane(moment)
 
 
-def _row(request: web.Request, row: inbox.Row) -> dict:
+def _row(request: web.Request, row: inbox.Row, codes: dict[int, str]) -> dict:
     return {
         "number": row.number,
         "status": row.status,
@@ -93,6 +97,7 @@ def _row(request: web.Request, row: inbox.Row) -> dict:
         "due_at": _time(request, row.due_at),
         "deadline_state": row.deadline_state,
         "possible_repeat": row.repeat,
+        "grid": codes.get(row.grid_id) if row.grid_id is not None else None,
     }
 
 
@@ -101,12 +106,28 @@ async def list_cases(request: web.Request) -> web.Response:
     if not roles.sees_cases(operator):
         await audit(request, "inbox", outcome="refused")
         raise fail(request, 403, "forbidden", "forbidden")
-    filters, after, limit = _filters(request)
+    filters, after, limit, grid = _filters(request)
     scope = operator.unit if operator.role == "unit" else None
     async with request.app[keys.STORE].read() as tx:
+        tree = None
+        if grid:
+            tree = await areas.all_areas(tx)
+            area = next((a for a in tree if a.code == grid), None)
+            if area is None:
+                raise fail(request, 400, "invalid_parameter", "unknown_grid", grid=grid)
+            filters = dataclasses.replace(filters, area=area.id)
         mark = None if roles.sees_phone(operator) else request.app[keys.TEXTS]("privacy.phone_hidden")
-        found = await inbox.page(tx, filters, unit_scope=scope, after=after, limit=limit, phone_mark=mark)
-    return reply({"cases": [_row(request, r) for r in found.rows], "next": found.next_after or None})
+        found = await inbox.page(tx, filters, unit_scope=scope, after=after, limit=limit, phone_mark=mark, tree=tree)
+        codes = await _grid_codes(tx, sorted({r.grid_id for r in found.rows if r.grid_id is not None}))
+    return reply({"cases": [_row(request, r, codes) for r in found.rows], "next": found.next_after or None})
+
+
+async def _grid_codes(tx, ids: list[int]) -> dict[int, str]:
+    """The codes of these grids only: a page's few, not the whole tree on every request."""
+    if not ids:
+        return {}
+    condition, params = inbox.ids_in(tx, "id", ids, "a")
+    return {r["id"]: r["code"] for r in await tx.all(f"SELECT id, code FROM areas WHERE {condition}", **params)}
 
 
 # ---- one case ----------------------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 The inbox is paginated by keyset, never by OFFSET, so page 2,000 costs what page 1 costs. Cases whose clock is
 running (待受理 and 办理中 …) are listed by their deadline, soonest first, through the partial expression index
-ix_cases_due; every other view lists the newest first through the index on created_at.
+ix_cases_due; every other view lists the newest first through the index on created_at. An area (a grid, or a
+community, street or district and so every grid under it) narrows any view to the cases filed from its grids.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from bot.services import deadlines, privacy
+from bot.services import areas, deadlines, privacy
 from bot.services.cases import LedgerEntry
 from storage.fast import Tx, unjs
 
@@ -46,6 +47,8 @@ class Filters:
     deadline: str | None = None  # due_soon · overdue
     q: str | None = None
     repeat: bool = False  # only cases flagged as possible repeats
+    # An area of the geography tree, of any level (areas.id): the cases filed from the grids at or below it.
+    area: int | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,7 @@ class Row:
     due_at: datetime | None
     deadline_state: str
     repeat: bool
+    grid_id: int | None = None
 
 
 @dataclass(frozen=True)
@@ -74,9 +78,43 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-def _where(tx: Tx, f: Filters) -> tuple[list[str], dict]:
+def ids_in(tx: Tx, column: str, ids: list[int], name: str) -> tuple[str, dict]:
+    """SQL true where `column` is one of these ids, and its parameters. SQLite: a named parameter each.
+    PostgreSQL: one array parameter, so that the statement's text is the same whatever the number of ids
+    (asyncpg prepares each new text: bot/notify.py `_in_list`)."""
+    if not ids:
+        return "1 = 0", {}
+    if tx.is_sqlite:
+        names = {f"{name}{n}": v for n, v in enumerate(ids)}
+        return f"{column} IN ({', '.join(':' + k for k in names)})", names
+    return f"{column} IN (SELECT unnest(CAST(:{name} AS integer[])))", {name: list(ids)}
+
+
+async def _area_condition(tx: Tx, tree: list[areas.Area], area: int, limit: int) -> tuple[str, dict]:
+    """SQL true for the cases filed from the grids at or below `area`.
+
+    A small area's cases are read through ix_cases_grid_id and sorted; a large one's are better found by walking
+    the view's own order (ix_cases_due, created_at) and skipping the others — a district's 300,000 cases read
+    and sorted take 0.5 s, a walk 1 ms. PostgreSQL's planner weighs that from its statistics. SQLite has none
+    (nothing runs ANALYZE) and takes the grid index for any IN list, so the choice is made here, cases taken to
+    be spread evenly over the grids: through the index a page costs the area's share of the cases, walking
+    `limit` over that share; `+grid_id` keeps SQLite off the index."""
+    grids = areas.grids_under(tree, [area])
+    column = "grid_id"
+    if tx.is_sqlite and grids:
+        share = len(grids) / max(1, sum(1 for a in tree if a.level == "grid"))
+        cases = await tx.val("SELECT MAX(id) FROM cases") or 0  # about how many there are, at no cost
+        if share * cases > limit / share:
+            column = "+grid_id"
+    return ids_in(tx, column, grids, "grid")
+
+
+def _where(tx: Tx, f: Filters, area: tuple[str, dict] | None) -> tuple[list[str], dict]:
     where: list[str] = []
     params: dict = {}
+    if area is not None:
+        where.append(area[0])
+        params.update(area[1])
     if f.view == "todo":
         where.append(f"status IN ({', '.join(repr(s) for s in RUNNING)})")
         where.append(f"{DUE} IS NOT NULL")
@@ -123,12 +161,18 @@ async def page(
     after: str = "",
     limit: int = 50,
     phone_mark: str | None = None,
+    tree: list[areas.Area] | None = None,
 ) -> Page:
     """One page of the inbox; `after` is the previous page's next_after. `unit_scope` limits it to one unit's:
     the cases it leads (through ix_cases_unit_due / ix_cases_unit_created) and those it co-handles (through
     case_co_units), each read in order and merged — one query with OR would read every case in order.
-    `phone_mark`, for a reader who may not see phone numbers, stands in for those typed into place and story."""
-    found = await _scoped_page(tx, f, unit_scope=unit_scope, after=after, limit=limit)
+    `phone_mark`, for a reader who may not see phone numbers, stands in for those typed into place and story.
+    `tree` is the geography tree when the caller has read it already (for `f.area`)."""
+    area = None
+    if f.area is not None:
+        tree = tree if tree is not None else await areas.all_areas(tx)
+        area = await _area_condition(tx, tree, f.area, limit)
+    found = await _scoped_page(tx, f, area, unit_scope=unit_scope, after=after, limit=limit)
     if phone_mark is None:
         return found
     hidden = [
@@ -142,13 +186,16 @@ async def page(
     return Page(hidden, found.next_after)
 
 
-async def _scoped_page(tx: Tx, f: Filters, *, unit_scope: str | None, after: str, limit: int) -> Page:
+async def _scoped_page(
+    tx: Tx, f: Filters, area: tuple[str, dict] | None, *, unit_scope: str | None, after: str, limit: int
+) -> Page:
     if unit_scope is None:
-        return await _page(tx, f, [], {}, after=after, limit=limit)
-    lead = await _page(tx, f, ["lead_unit = :scope"], {"scope": unit_scope}, after=after, limit=limit)
+        return await _page(tx, f, area, [], {}, after=after, limit=limit)
+    lead = await _page(tx, f, area, ["lead_unit = :scope"], {"scope": unit_scope}, after=after, limit=limit)
     co = await _page(
         tx,
         f,
+        area,
         ["id IN (SELECT case_id FROM case_co_units WHERE unit = :scope)", "(lead_unit IS NULL OR lead_unit <> :scope)"],
         {"scope": unit_scope},
         after=after,
@@ -172,8 +219,10 @@ def _cursor(last: Row, by_deadline: bool) -> str:
     return f"{key.isoformat()}_{last.id}"
 
 
-async def _page(tx: Tx, f: Filters, extra: list[str], extra_params: dict, *, after: str, limit: int) -> Page:
-    where, params = _where(tx, f)
+async def _page(
+    tx: Tx, f: Filters, area: tuple[str, dict] | None, extra: list[str], extra_params: dict, *, after: str, limit: int
+) -> Page:
+    where, params = _where(tx, f, area)
     where += extra
     params.update(extra_params)
     by_deadline = f.view == "todo"
@@ -196,7 +245,7 @@ async def _page(tx: Tx, f: Filters, extra: list[str], extra_params: dict, *, aft
     order = f"{DUE}, id" if by_deadline else "created_at DESC, id DESC"
     sql = f"""
 SELECT id, number, category, place_label, description, status, lead_unit, created_at, {DUE} AS due_at, deadline_state,
-    EXISTS (SELECT 1 FROM case_events e WHERE e.case_id = cases.id AND e.action = 'possible_repeat') AS repeat
+    grid_id, EXISTS (SELECT 1 FROM case_events e WHERE e.case_id = cases.id AND e.action = 'possible_repeat') AS repeat
 FROM cases {"WHERE " + " AND ".join(where) if where else ""}
 ORDER BY {order} LIMIT :limit"""
     found = await tx.all(sql, limit=limit + 1, **params)
@@ -213,6 +262,7 @@ ORDER BY {order} LIMIT :limit"""
             tx.dt(r["due_at"]),
             r["deadline_state"],
             bool(r["repeat"]),
+            r["grid_id"],
         )
         for r in found[:limit]
     ]

@@ -97,6 +97,15 @@ class UnitFigures:
     overdue: int
 
 
+@dataclass(frozen=True)
+class GridFigures:
+    grid_id: int  # areas.id of the resident's grid when they filed
+    received: int  # in the period
+    open: int  # now: the clock runs (the inbox's 待办)
+    overdue: int  # now
+    satisfied: Rate  # ratings given in the period
+
+
 @dataclass
 class Figures:
     period: Period
@@ -105,6 +114,10 @@ class Figures:
     by_status: dict[str, int] = field(default_factory=dict)
     by_category: list[tuple[str, int]] = field(default_factory=list)
     by_unit: list[UnitFigures] = field(default_factory=list)
+    # Grids with a case received in the period, open now or rated in the period; and the period's cases that
+    # came from no grid (filed before their resident joined one, or by a resident who never did).
+    by_grid: list[GridFigures] = field(default_factory=list)
+    without_grid: int = 0
     trend: list[tuple[date, int]] = field(default_factory=list)
     # Now, whatever the period: cases whose running clock is close to its deadline, or past it.
     due_soon: int = 0
@@ -122,14 +135,16 @@ async def figures(tx: Tx, p: Period, *, unit: str | None = None) -> Figures:
     scope = _scope(unit, params)
     received = f"created_at >= :start AND created_at < :end AND {scope}"
 
-    # One pass over the period's cases: a row per (status, category, unit), summed up three ways here.
+    # One pass over the period's cases: a row per (status, category, unit, grid), summed up four ways here.
     by_category: dict[str, int] = {}
     by_unit: dict[str | None, list[int]] = {}
+    # grid id → [received, open, overdue, satisfied, rated]
+    by_grid: dict[int, list[int]] = {}
     for r in await tx.all(
         f"""
-SELECT status, category, lead_unit, COUNT(*) AS n,
+SELECT status, category, lead_unit, grid_id, COUNT(*) AS n,
     SUM(CASE WHEN status IN ({_RUNNING_SQL}) AND deadline_state = 'overdue' THEN 1 ELSE 0 END) AS overdue
-FROM cases WHERE {received} GROUP BY status, category, lead_unit""",
+FROM cases WHERE {received} GROUP BY status, category, lead_unit, grid_id""",
         **params,
     ):
         n = int(r["n"])
@@ -139,6 +154,10 @@ FROM cases WHERE {received} GROUP BY status, category, lead_unit""",
         unit_row[0] += n
         unit_row[1] += n if r["status"] == "closed" else 0
         unit_row[2] += int(r["overdue"] or 0)
+        if r["grid_id"] is None:
+            out.without_grid += n
+        else:
+            by_grid.setdefault(r["grid_id"], [0, 0, 0, 0, 0])[0] += n
     out.received = sum(out.by_status.values())
     out.by_category = sorted(by_category.items(), key=lambda c: (-c[1], c[0]))
     units = [UnitFigures(name, *counts) for name, counts in by_unit.items()]
@@ -153,20 +172,23 @@ FROM cases WHERE {received} GROUP BY status, category, lead_unit""",
 
     out.trend = await _trend(tx, p, scope, params)
 
-    for r in await tx.all(
-        f"SELECT deadline_state, COUNT(*) AS n FROM cases WHERE status IN ({_RUNNING_SQL}) "
-        f"AND deadline_state IN ('due_soon', 'overdue') AND {scope} GROUP BY deadline_state",
-        **params,
-    ):
-        setattr(out, r["deadline_state"], int(r["n"]))
-
-    # Steps taken in the period, whenever the case came in. (No index serves these: one pass over the table.)
+    # One pass over the table for what is open now (whenever it came in) and the steps taken in the period
+    # (no index serves those): a row per grid once some case has one, summed up here for the whole. The grouping
+    # sorts every open case (SQLite: about 0.15 s more at 200,000 open), so an office without grids is spared
+    # it. `+grid_id` keeps SQLite off ix_cases_grid_id, which it would walk to spare the GROUP BY that sort and
+    # then look every case up (0.8 s against 0.36 s).
+    has_grids = await tx.val("SELECT 1 FROM cases WHERE grid_id IS NOT NULL LIMIT 1") is not None
+    grid, group = ("+grid_id", "GROUP BY +grid_id") if has_grids else ("NULL", "")
+    running = f"status IN ({_RUNNING_SQL})"
     accepted = "accepted_at >= :start AND accepted_at < :end"
     closed = "closed_at >= :start AND closed_at < :end"
     rated = "rated_at >= :start AND rated_at < :end AND rating IS NOT NULL"
-    r = await tx.one(
+    rows = await tx.all(
         f"""
-SELECT
+SELECT {grid} AS grid_id,
+    COALESCE(SUM(CASE WHEN {running} THEN 1 ELSE 0 END), 0) AS open,
+    COALESCE(SUM(CASE WHEN {running} AND deadline_state = 'due_soon' THEN 1 ELSE 0 END), 0) AS due_soon,
+    COALESCE(SUM(CASE WHEN {running} AND deadline_state = 'overdue' THEN 1 ELSE 0 END), 0) AS overdue,
     COALESCE(SUM(CASE WHEN {accepted} THEN 1 ELSE 0 END), 0) AS accepted,
     COALESCE(SUM(CASE WHEN {accepted} AND accepted_at <= accept_due_at THEN 1 ELSE 0 END), 0) AS accepted_on_time,
     COALESCE(SUM(CASE WHEN {closed} THEN 1 ELSE 0 END), 0) AS closed,
@@ -174,12 +196,23 @@ SELECT
     COALESCE(SUM(CASE WHEN {rated} THEN 1 ELSE 0 END), 0) AS rated,
     COALESCE(SUM(CASE WHEN {rated} AND rating IN ({", ".join(map(str, SATISFIED))}) THEN 1 ELSE 0 END), 0)
         AS satisfied
-FROM cases WHERE (({accepted}) OR ({closed}) OR ({rated})) AND {scope}""",
+FROM cases WHERE (({running}) OR ({accepted}) OR ({closed}) OR ({rated})) AND {scope} {group}""",
         **params,
     )
-    out.accepted_on_time = Rate(int(r["accepted_on_time"]), int(r["accepted"]))
-    out.closed_on_time = Rate(int(r["closed_on_time"]), int(r["closed"]))
-    out.satisfied = Rate(int(r["satisfied"]), int(r["rated"]))
+
+    def total(name: str) -> int:
+        return sum(int(r[name]) for r in rows)
+
+    out.due_soon, out.overdue = total("due_soon"), total("overdue")
+    out.accepted_on_time = Rate(total("accepted_on_time"), total("accepted"))
+    out.closed_on_time = Rate(total("closed_on_time"), total("closed"))
+    out.satisfied = Rate(total("satisfied"), total("rated"))
+    for r in rows:
+        if r["grid_id"] is not None and (int(r["open"]) or int(r["rated"])):
+            counts = by_grid.setdefault(r["grid_id"], [0, 0, 0, 0, 0])
+            counts[1:] = int(r["open"]), int(r["overdue"]), int(r["satisfied"]), int(r["rated"])
+    grids = [GridFigures(g, n, o, late, Rate(sat, rated)) for g, (n, o, late, sat, rated) in by_grid.items()]
+    out.by_grid = sorted(grids, key=lambda g: (-g.received, -g.open, g.grid_id))
     return out
 
 
@@ -221,6 +254,7 @@ class LedgerRow:
     closed_at: datetime | None
     rating: int | None
     rating_comment: str | None
+    grid_id: int | None = None
 
 
 async def ledger_count(tx: Tx, p: Period, *, unit: str | None = None) -> int:
@@ -247,7 +281,7 @@ async def ledger_rows(
         params["after_at"], params["after_id"] = tx.ts(after[0]), after[1]
     rows = await tx.all(
         "SELECT id, number, created_at, openid, contact_phone, category, place_label, description, lead_unit, "
-        "status, accept_due_at, handle_due_at, closed_at, rating, rating_comment "
+        "status, accept_due_at, handle_due_at, closed_at, rating, rating_comment, grid_id "
         f"FROM cases WHERE {' AND '.join(where)} ORDER BY created_at, id LIMIT :limit",
         **params,
     )
@@ -268,6 +302,7 @@ async def ledger_rows(
             tx.dt(r["closed_at"]),
             r["rating"],
             r["rating_comment"],
+            r["grid_id"],
         )
         for r in rows
     ]
