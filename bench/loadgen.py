@@ -73,7 +73,10 @@ class Wire:
         self.webhook_url = webhook_url
 
     def sign(self, openid: str, text: str) -> Request:
-        xml = text_xml(openid, text)
+        return self.sign_xml(openid, text_xml(openid, text), text)
+
+    def sign_xml(self, openid: str, xml: str, text: str) -> Request:
+        """Any message's XML (e.g. a tapped msgmenu option, bench/polls.py); `text` is what the resident said."""
         ts, n = str(int(time.time())), nonce()
         encrypted = self.prp.encrypt(xml, self.app_id).decode()
         query = {

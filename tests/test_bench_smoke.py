@@ -27,4 +27,11 @@ def test_outbox_bench_runs():
 def test_inbox_bench_runs():
     out = run("bench.inbox", "--cases", "2000", "--requests", "3")
     views = [line for line in out.splitlines() if "PASS" in line or "MISS" in line]
-    assert len(views) == 8 and all("PASS" in line for line in views)  # every indexed view, small and fast here
+    assert len(views) == 10 and all("PASS" in line for line in views)  # every indexed view, small and fast here
+
+
+def test_polls_bench_runs():
+    out = run("bench.polls", "--residents", "200", "--concurrency", "16")
+    checks = [line for line in out.splitlines() if line.rstrip().endswith(("PASS", "FAIL"))]
+    assert len(checks) == 4 and all(line.rstrip().endswith("PASS") for line in checks), out[-3000:]
+    assert "1. 接受: 67 (expected 67)" in out and "ballots 200" in out
