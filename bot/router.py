@@ -29,8 +29,11 @@ async def _route(ctx: Ctx, msg: Inbound, me: residents.Seen) -> str | None:
     if (tap := polls.from_menu_id(msg.menu_id)) is not None:
         # A tapped option names its poll exactly, whatever else the resident is in the middle of.
         reply = await poll_handler.tapped(ctx, *tap)
-        state = await drafts.get(ctx.tx, msg.openid)
-        return reply if state is None else "\n\n".join([reply, ENGINE.reminder(ctx, state)])
+        after = await drafts.get(ctx.tx, msg.openid)
+        # Where they were, if they were in a dialog the tap left alone (one it started or changed is in the reply).
+        if state is None or after is None or (after.dialog, after.data) != (state.dialog, state.data):
+            return reply
+        return "\n\n".join([reply, ENGINE.reminder(ctx, after)])
     if state is not None:
         word = words(msg)
         if resident.is_lookup(ctx, word):
@@ -38,7 +41,8 @@ async def _route(ctx: Ctx, msg: Inbound, me: residents.Seen) -> str | None:
             return "\n\n".join([await resident.lookup(ctx, word), ENGINE.reminder(ctx, state)])
         return await ENGINE.handle(ctx, state, msg)
     word = words(msg)
-    if (code := resident.after(ctx, "words.bind", word)) is not None and code.strip():
+    code = resident.after(ctx, "words.bind", word)
+    if code is not None and code.strip() and resident.command_with(word, code):
         return await gridworker.bind(ctx, code)
     if me.is_gridworker and (reply := await gridworker.handle(ctx, msg)) is not None:
         return reply

@@ -302,3 +302,27 @@ async def test_a_poll_is_linked_to_its_case_and_the_case_page_links_back(harness
         ("ok", str(poll_id)),
         ("ok", str(poll_id)),
     ]
+
+
+async def test_a_viewer_sees_no_phone_number_a_voter_gave_as_their_name(harness):
+    h = harness
+    city = await build_city(h)
+    await add_operator(h, "只读", "viewer")
+    await add_operator(h, "张科员", "dispatcher")
+    poll_id = await make_poll(h, [city.grid1.id], anonymous=False)
+    await residents_vote(h, poll_id, {"o_named": [2]}, city.grid1, name="张三 13812345678")
+    async with h.app[STORE].write() as tx:
+        poll = await polls.get(tx, poll_id)
+        await polls.door_vote(tx, poll, "5栋102 李大爷 139-0000-1111", [1], by="张科员", now=h.clock.now())
+    async with Staff(h) as viewer:
+        await viewer.login("只读")
+        status, page = await viewer.get(f"/polls/{poll_id}")
+        assert status == 200 and "张三" in page and "李大爷" in page
+        assert "13812345678" not in page and "139-0000-1111" not in page
+        async with viewer.http.get(f"{viewer.base}/polls/{poll_id}/export.csv") as resp:
+            body = (await resp.read()).decode("utf-8-sig")
+        assert "张三" in body and "13812345678" not in body and "139-0000-1111" not in body
+    async with Staff(h) as staff:  # a role that sees phone numbers sees them here too
+        await staff.login("张科员")
+        status, page = await staff.get(f"/polls/{poll_id}")
+        assert "13812345678" in page

@@ -356,6 +356,8 @@ def test_closing_times_in_the_words_people_use():
     assert local(parse_when("12月3日下午3点", now, tz)) == "2026-12-03 15:00"
     assert local(parse_when("1月5日18点", now, tz)) == "2027-01-05 18:00"
     assert parse_when("过几天", now, tz) is None and parse_when("2月30日8点", now, tz) is None
+    leap_day = datetime(2028, 3, 1, 2, 0, tzinfo=UTC)  # 2月29日 has passed, and 2029 has none
+    assert parse_when("2月29日8点", leap_day, tz) is None
 
 
 async def test_frontdoor_chat_shows_a_pushed_poll_and_taps_its_options(harness, capsys):
@@ -411,3 +413,93 @@ async def test_a_distribution_cut_off_mid_way_is_finished_by_another_worker_once
         assert sorted(r["openid"] for r in recipients) == [f"o_{i}" for i in range(5)]
         assert menus == 5
         assert (await get_poll(h, poll_id)).audience_size == 5
+
+
+async def test_tapping_a_named_poll_asks_the_name_once_and_a_second_tap_is_not_lost(harness):
+    h = harness
+    city = await build_city(h)
+    r = await join(h, "o_r", city.grid1)
+    poll_id = await make_poll(h, [city.grid1.id], anonymous=False)
+    await tick(h)
+    (menu,) = await menus_to(h, "o_r")
+    first, second = menu["list"][:2]
+    reply = await r.tap(first["id"], first["content"])
+    assert reply.count("实名征集") == 1 and "还没有填写完" not in reply  # the question, once
+    reply = await r.tap(second["id"], second["content"])  # they change their mind before giving the name
+    assert "草稿" not in reply and reply.count("实名征集") == 1
+    assert "已收到您的意见：2. 不接受" in await r.say("3栋501 张三")
+    assert (await tally(h, poll_id)).named == [("3栋501 张三", [2], "wechat")]
+
+
+async def test_tapping_a_named_poll_mid_complaint_keeps_the_complaint(harness):
+    h = harness
+    city = await build_city(h)
+    r = await join(h, "o_r", city.grid1)
+    poll_id = await make_poll(h, [city.grid1.id], anonymous=False)
+    await tick(h)
+    (menu,) = await menus_to(h, "o_r")
+    await r.say("投诉")
+    await r.say("1")  # the category: the complaint has an answer now
+    tap = menu["list"][1]
+    reply = await r.tap(tap["id"], tap["content"])
+    assert "草稿" not in reply  # not offered the complaint back as if it had been left
+    assert f"投票 {poll_id}" in reply and "投诉" in reply  # how to vote later, and where they are
+    async with h.app[STORE].read() as tx:
+        state = await tx.one("SELECT dialog, mode FROM dialog_states WHERE openid = 'o_r'")
+    assert (state["dialog"], state["mode"]) == ("complaint", "step")
+    assert (await tally(h, poll_id)).wechat == [0, 0, 0]
+
+
+async def test_a_story_that_begins_with_a_poll_word_is_a_complaint_not_a_command(harness):
+    h = harness
+    await build_city(h)
+    r = harness.resident("o_story")
+    for story in (
+        "结果物业说这事不归他们管，让我找社区，社区又推给物业",
+        "投票站设在哪里了，离我家太远了，能不能设近一点",
+        "绑定手机号码之后能不能收到短信通知，我一直收不到",
+    ):
+        reply = await r.say(story)
+        assert "编号" not in reply and "邀请码" not in reply, reply
+        assert "已记下您说的情况" in reply, reply
+        await r.say("取消")
+    # The commands themselves still work, and say how to use them when the number is missing.
+    assert "结果 1" in await r.say("结果")
+    assert "投票 12" in await r.say("投票 不接受")
+    assert "邀请码" in await r.say("绑定 ABC")
+
+
+async def test_a_bare_number_after_a_reminder_answers_the_poll_reminded_of(harness):
+    h = harness
+    city = await build_city(h)
+    r = await join(h, "o_r", city.grid1)
+    parking = await make_poll(h, [city.grid1.id], hours=5, remind_before_minutes=120)
+    await tick(h)
+    h.clock.advance(minutes=30)
+    charging = await make_poll(
+        h, [city.grid1.id], hours=48, question="是否同意增设充电桩？", options=("同意", "不同意")
+    )
+    await tick(h)
+    await r.say("你好")
+    h.clock.advance(hours=2, minutes=40)  # the parking poll's reminder: now the last one in front of them
+    await tick(h)
+    await h.deliver_outbox()
+    assert "提醒" in (await menus_to(h, "o_r"))[-1]["head_content"]
+    assert "已收到您的意见：2. 不接受" in await r.say("2")
+    assert (await tally(h, parking)).wechat == [0, 1, 0]
+    assert (await tally(h, charging)).wechat == [0, 0]
+
+
+async def test_a_resident_who_joins_after_distribution_votes_and_counts_in_the_audience(harness):
+    h = harness
+    city = await build_city(h)
+    await join(h, "o_first", city.grid1)
+    poll_id = await make_poll(h, [city.grid1.id])
+    await tick(h)
+    late = await join(h, "o_late", city.grid1)
+    assert "小区停车费" in await late.say("投票")
+    assert "已收到您的意见" in await late.say("1")
+    await h.resident("o_first").say("2")
+    poll = await get_poll(h, poll_id)
+    assert poll.audience_size == 2 and (await tally(h, poll_id)).wechat_voters == 2
+    assert "参与率 100%" in await late.say(f"结果 {poll_id}")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import codecs
 import csv
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from aiohttp import web
@@ -23,7 +23,7 @@ from bot.console.auth import audit, message_page, see_other, session_of
 from bot.console.pages import render
 from bot.console.reports import disposition, percent, safe
 from bot.console.security import HEADERS
-from bot.services import areas, gridworkers, polls
+from bot.services import areas, gridworkers, polls, privacy
 from bot.services.operators import Operator
 from storage.fast import Tx
 
@@ -123,7 +123,12 @@ async def list_page(request: web.Request) -> web.Response:
         return await _refuse(request, "polls")
     async with request.app[keys.STORE].read() as tx:
         scope = await _scope(tx, operator)
-        found = [p for p in await polls.listing(tx) if scope.sees(p)]
+        if operator.role in roles.SEE_ALL_POLLS:
+            found = await polls.listing(tx)
+        else:  # their own and their grids', found before the newest 200 are taken
+            worker_id = scope.worker.id if scope.worker else None
+            found = await polls.listing(tx, worker_id=worker_id, grid_ids=sorted(scope.grids))
+            found = [p for p in found if scope.sees(p)]
         voted = await _voted(tx, [p.id for p in found])
     context = {
         "polls": found,
@@ -336,6 +341,16 @@ def option_bars(poll: polls.Poll, tally: polls.Tally) -> list[OptionBar]:
     return bars
 
 
+def _shown(operator: Operator, texts, tally: polls.Tally) -> polls.Tally:
+    """The tally as this operator may read it: the names voters and households gave hold no phone number for
+    a role that may not see them (a resident answering "张三 138…" for their name)."""
+    if roles.sees_phone(operator):
+        return tally
+    mark = texts("privacy.phone_hidden")
+    named = [(privacy.hide_phones(name, mark=mark) or "", choices, source) for name, choices, source in tally.named]
+    return replace(tally, named=named)
+
+
 def _choice_labels(poll: polls.Poll, choices: list[int]) -> str:
     return "、".join(f"{c}. {poll.options[c - 1]}" for c in choices if 1 <= c <= len(poll.options))
 
@@ -361,7 +376,7 @@ async def _visible(request: web.Request, action: str) -> tuple[Scope, polls.Poll
 async def _poll_page(request: web.Request, scope: Scope, poll: polls.Poll, *, error=None, form=None, status=200):
     async with request.app[keys.STORE].read() as tx:
         poll = await polls.get(tx, poll.id) or poll  # as it is now (a form may just have changed it)
-        tally = await polls.tally(tx, poll)
+        tally = _shown(scope.operator, request.app[keys.TEXTS], await polls.tally(tx, poll))
         voted = (await _voted(tx, [poll.id])).get(poll.id, 0)
     done = request.query.get("done")
     context = {
@@ -515,10 +530,10 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
     found = await _visible(request, "poll_export")
     if isinstance(found, web.Response):
         return found
-    _, poll = found
+    scope, poll = found
     texts = request.app[keys.TEXTS]
     async with request.app[keys.STORE].read() as tx:
-        tally = await polls.tally(tx, poll)
+        tally = _shown(scope.operator, texts, await polls.tally(tx, poll))
     out = io.StringIO()
     csv.writer(out, lineterminator="\r\n").writerows(export_rows(texts, poll, tally))
     await audit(request, "poll_export", target=str(poll.id), detail=f"ballots={tally.voters}")

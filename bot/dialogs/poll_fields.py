@@ -201,7 +201,10 @@ def parse_when(text: str, now: datetime, tz) -> datetime | None:
         except ValueError:
             return None
         if moment is not None and moment < now:  # "1月5日" typed in December is next year's
-            moment = moment.replace(year=moment.year + 1)
+            try:
+                moment = moment.replace(year=moment.year + 1)
+            except ValueError:  # 2月29日, and next year has none
+                return None
         return moment
     return None
 

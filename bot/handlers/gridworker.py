@@ -7,6 +7,7 @@ from bot.context import Ctx
 from bot.dialogs import ENGINE
 from bot.dialogs.fields import words
 from bot.handlers import polls as poll_handler
+from bot.handlers import resident
 from bot.services import areas, gridworkers, polls
 from bot.services.gridworkers import Worker
 from bot.services.polls import Poll, PollError
@@ -33,7 +34,7 @@ async def handle(ctx: Ctx, msg: Inbound) -> str | None:
         return await _my_polls(ctx, worker)
     if word in ctx.texts.words("words.worker_help"):
         return ctx.texts("poll.worker_help", name=worker.name)
-    if (rest := _after(ctx, "words.results", word)) is not None and rest.strip():
+    if (rest := _after(ctx, "words.results", word)) is not None and rest.strip() and resident.command_with(word, rest):
         # Their own polls' results at any time; anyone else's as a resident may see them.
         poll = await _own(ctx, worker, rest)
         return await poll_handler.results_command(ctx, rest, staff=not isinstance(poll, str))

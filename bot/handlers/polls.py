@@ -8,7 +8,7 @@ import re
 from bot.context import Ctx
 from bot.dialogs import ENGINE
 from bot.dialogs.fields import as_number
-from bot.services import areas, polls
+from bot.services import areas, drafts, polls
 from bot.services.polls import Poll, PollError
 
 # A reply this short may be a vote without the word 投票 ("2", "1 3", "第一个", "不接受").
@@ -29,7 +29,7 @@ async def cast(ctx: Ctx, poll: Poll, choices: list[int], *, name: str | None = N
         voted = await polls.vote(ctx.tx, poll, ctx.openid, choices, now=ctx.clock.now(), name=name, add=add)
     except PollError as exc:
         if exc.key == "needs_name":
-            return await ENGINE.start(ctx, "vote_name", initial={"poll": poll.id, "choices": choices})
+            return await _ask_name(ctx, poll, choices)
         return exc.text(ctx.texts)
     key = {"recorded": "poll.voted", "changed": "poll.changed", "unchanged": "poll.unchanged"}[voted.outcome]
     if add and poll.multiple and voted.outcome != "unchanged" and len(voted.choices) < poll.max_choices:
@@ -42,6 +42,20 @@ async def cast(ctx: Ctx, poll: Poll, choices: list[int], *, name: str | None = N
         else ctx.texts("poll.results_later", closes=_closes(ctx, poll))
     )
     return f"{reply}\n{after}"
+
+
+async def _ask_name(ctx: Ctx, poll: Poll, choices: list[int]) -> str:
+    """A named poll asks the voter's name first. A tap may come while they are in the middle of something: a
+    name already being asked for takes this vote instead; another dialog with answers is not taken from them."""
+    state = await drafts.get(ctx.tx, ctx.openid)
+    initial = {"poll": poll.id, "choices": choices}
+    if state is not None and state.data and state.dialog == "vote_name":
+        state.data, state.mode, state.step = initial, "step", 0
+        await drafts.save(ctx.tx, state)
+        return ctx.texts("poll.ask_name_prompt")
+    if state is not None and state.data:
+        return ctx.texts("poll.name_later", id=poll.id)
+    return await ENGINE.start(ctx, "vote_name", initial=initial)
 
 
 async def tapped(ctx: Ctx, poll_id: int, option: int) -> str:

@@ -133,6 +133,14 @@ def after(ctx: Ctx, key: str, word: str) -> str | None:
     return None if prefix is None else word[len(prefix) :]
 
 
+def command_with(word: str, rest: str) -> bool:
+    """A word such as 投票, 结果 or 绑定 starting `word` is that command when what follows starts with its
+    number or code, or when the message is short; a story that merely begins with it ("结果物业说不归他们管，
+    让我找社区…") is someone telling us their problem."""
+    first = rest.strip(" ：:")[:1]
+    return (first.isascii() and first.isalnum()) or len(word) < UNSOLICITED_STORY_CHARS
+
+
 async def withdraw_case(ctx: Ctx, asked: str) -> str:
     """撤回 <number>: the resident withdraws their own open case."""
     number = cases.find_number(asked, ctx.settings.complaint.case_number_prefix)
@@ -195,9 +203,9 @@ async def handle(ctx: Ctx, msg: Inbound) -> str:
         return await query_case(ctx, rest)
     if (rest := after(ctx, "words.withdraw", word)) is not None:
         return await withdraw_case(ctx, rest)
-    if (rest := after(ctx, "words.vote", word)) is not None:
+    if (rest := after(ctx, "words.vote", word)) is not None and command_with(word, rest):
         return await poll_handler.vote_command(ctx, rest)
-    if (rest := after(ctx, "words.results", word)) is not None:
+    if (rest := after(ctx, "words.results", word)) is not None and command_with(word, rest):
         return await poll_handler.results_command(ctx, rest)
     if len(word) <= poll_handler.BARE_VOTE_CHARS:
         # "2" answers whichever was asked last: the poll put to them, or the request to rate a closed case.

@@ -156,6 +156,10 @@ async def bind(tx: Tx, code: str, openid: str, *, now: datetime) -> Worker:
         != 1
     ):
         raise WorkerError("used")
+    # A worker no longer active may still hold this account: it is the new worker's now (the key is unique).
+    await tx.run(
+        "UPDATE grid_workers SET openid = NULL WHERE openid = :openid AND id <> :id", openid=openid, id=row["worker_id"]
+    )
     previous = await tx.val("SELECT openid FROM grid_workers WHERE id = :id", id=row["worker_id"])
     if previous and previous != openid:  # a new phone: the old account is no longer the worker's
         await tx.run("UPDATE residents SET is_gridworker = :no WHERE openid = :openid", no=False, openid=previous)

@@ -404,14 +404,27 @@ async def vote(
 
 
 async def _mark_voted(tx: Tx, poll: Poll, openid: str, now: datetime) -> None:
+    await _join_audience(tx, poll, openid, now)
     await tx.run(
-        "INSERT INTO poll_recipients (poll_id, openid, channel, created_at, voted_at, told_at) "
-        "VALUES (:p, :openid, 'self', :now, :now, :now) "
-        "ON CONFLICT (poll_id, openid) DO UPDATE SET voted_at = excluded.voted_at",
+        "UPDATE poll_recipients SET voted_at = :now WHERE poll_id = :p AND openid = :openid",
+        now=tx.ts(now),
+        p=poll.id,
+        openid=openid,
+    )
+
+
+async def _join_audience(tx: Tx, poll: Poll, openid: str, now: datetime) -> None:
+    """A resident of the poll's grids who comes to it by themselves (投票, a vote) before distribution reached
+    them, or after joining the grid later: a recipient, and one more in the audience, so turnout stays a share."""
+    added = await tx.val(
+        "INSERT INTO poll_recipients (poll_id, openid, channel, created_at, told_at) "
+        "VALUES (:p, :openid, 'self', :now, :now) ON CONFLICT (poll_id, openid) DO NOTHING RETURNING id",
         p=poll.id,
         openid=openid,
         now=tx.ts(now),
     )
+    if added is not None:
+        await tx.run("UPDATE polls SET audience_size = audience_size + 1 WHERE id = :id", id=poll.id)
 
 
 async def ballot_of(tx: Tx, poll: Poll, openid: str) -> list[int] | None:
@@ -447,9 +460,12 @@ async def door_vote(tx: Tx, poll: Poll, household: str, choices: list[int], *, b
             k=key,
         )
         return Voted("unchanged" if list(unjs(current)) == choices else "changed", choices)
+    # An upsert: the same household entered from two phones at once must not abort the transaction.
     await tx.run(
         "INSERT INTO poll_ballots (poll_id, voter_key, source, choices, voter_name, entered_by, created_at, "
-        "updated_at) VALUES (:p, :k, 'door', :c, :name, :by, :now, :now)",
+        "updated_at) VALUES (:p, :k, 'door', :c, :name, :by, :now, :now) "
+        "ON CONFLICT (poll_id, voter_key) DO UPDATE SET choices = excluded.choices, "
+        "entered_by = excluded.entered_by, updated_at = excluded.updated_at",
         p=poll.id,
         k=key,
         c=js(choices),
@@ -499,14 +515,13 @@ async def open_for(tx: Tx, openid: str, *, now: datetime) -> list[Poll]:
 
 async def offer(tx: Tx, poll: Poll, openid: str, now: datetime) -> None:
     """The poll is in front of the resident now: a bare number they send next answers it."""
+    await _join_audience(tx, poll, openid, now)
     await tx.run(
-        "INSERT INTO poll_recipients (poll_id, openid, channel, created_at, told_at, offered_at) "
-        "VALUES (:p, :openid, 'self', :now, :now, :now) "
-        "ON CONFLICT (poll_id, openid) DO UPDATE SET offered_at = excluded.offered_at, "
-        "told_at = COALESCE(poll_recipients.told_at, excluded.told_at)",
+        "UPDATE poll_recipients SET offered_at = :now, told_at = COALESCE(told_at, :now) "
+        "WHERE poll_id = :p AND openid = :openid",
+        now=tx.ts(now),
         p=poll.id,
         openid=openid,
-        now=tx.ts(now),
     )
 
 
@@ -656,14 +671,7 @@ async def distribute_some(
     payload = menu_payload(texts, poll, tz)
     sent = waiting = added = 0
     for r in rows:
-        state = residents.window_state(
-            tx.dt(r["last_message_at"]),
-            tx.dt(r["last_event_at"]),
-            r["cs_sent_since_message"],
-            r["cs_sent_since_event"],
-            now=now,
-            push=push,
-        )
+        state = residents.window_of_row(tx, r, now=now, push=push)
         channel = "message" if state == "open" else "waiting"
         # Someone who already voted or asked for it (投票) has a row: they need no message.
         inserted = await tx.val(
@@ -713,16 +721,11 @@ async def remind_some(
     )
     payload = menu_payload(texts, poll, tz, reminder=True)
     for r in rows:
-        state = residents.window_state(
-            tx.dt(r["last_message_at"]),
-            tx.dt(r["last_event_at"]),
-            r["cs_sent_since_message"],
-            r["cs_sent_since_event"],
-            now=now,
-            push=push,
-        )
+        state = residents.window_of_row(tx, r, now=now, push=push)
         if state == "open":
             await outbox.enqueue(tx, clock, r["openid"], "menu", payload)
+            # The reminder puts this poll in front of them again: a bare number they send next answers it.
+            await tx.run("UPDATE poll_recipients SET offered_at = :now WHERE id = :id", now=tx.ts(now), id=r["id"])
         await tx.run("UPDATE poll_recipients SET reminded_at = :now WHERE id = :id", now=tx.ts(now), id=r["id"])
     return len(rows), (rows[-1]["id"] if rows else after)
 

@@ -84,8 +84,11 @@ async def window(tx: Tx, openid: str, *, now: datetime, push: PushSettings) -> s
         "WHERE openid = :openid",
         openid=openid,
     )
-    if r is None:
-        return "unknown"
+    return "unknown" if r is None else window_of_row(tx, r, now=now, push=push)
+
+
+def window_of_row(tx: Tx, r, *, now: datetime, push: PushSettings) -> str:
+    """`window_state` of a row holding last_message_at, last_event_at, cs_sent_since_message, cs_sent_since_event."""
     return window_state(
         tx.dt(r["last_message_at"]),
         tx.dt(r["last_event_at"]),
