@@ -296,6 +296,18 @@ class PollSettings:
 
 
 @dataclass(frozen=True)
+class FieldWorkSettings:
+    # Field work (issue 6): a case open longer than this many days, or reopened this many times, is a
+    # long-running case (积案) on the supervisors' list, wanting a responsible leader (包案领导) …
+    long_running_days: int = 180
+    long_running_reopens: int = 2
+    # … and documents staff attach to cases (a signed mediation agreement, a 息诉罢访 commitment) are at most
+    # this large (bytes), of these types.
+    max_file_bytes: int = 10 * 1024 * 1024
+    file_types: tuple[str, ...] = ("application/pdf", "image/jpeg", "image/png")
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -314,6 +326,7 @@ class Settings:
     texts: TextsSettings = field(default_factory=TextsSettings)
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     polls: PollSettings = field(default_factory=PollSettings)
+    fieldwork: FieldWorkSettings = field(default_factory=FieldWorkSettings)
 
     @property
     def is_sqlite(self) -> bool:
@@ -511,6 +524,10 @@ def validate(s: Settings) -> None:
     _validate_media(s)
     _validate_console(s.console)
     _validate_polls(s.polls)
+    if s.fieldwork.long_running_days < 1 or s.fieldwork.long_running_reopens < 1 or s.fieldwork.max_file_bytes < 1:
+        raise ConfigError(
+            "setting fieldwork.long_running_days: must be at least 1 (so must long_running_reopens and max_file_bytes)"
+        )
 
 
 def _validate_deadlines(d: DeadlinesSettings) -> None:

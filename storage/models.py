@@ -195,6 +195,13 @@ class Case(Base):
     # The resident's grid when they filed it (areas.id; no foreign key, so SQLite adds the column in place and
     # keeps the search triggers of migration 0017): the inbox's grid filter and the dashboard's by-grid figures.
     grid_id: Mapped[int | None] = mapped_column(Integer, index=True, nullable=True)
+    # Long-running cases (积案, bot/services/longrun.py): the responsible leader (包案领导), how often it was
+    # reopened, and — closing by 息诉罢访 — when the resident's commitment to stop petitioning was recorded.
+    leader: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    reopen_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    commitment_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # How it was closed, when not by an ordinary reply: 调解结案 (mediation) · 息诉罢访 (commitment).
+    close_reason: Mapped[str | None] = mapped_column(String(16), nullable=True)
 
     events: Mapped[list[CaseEvent]] = relationship(
         back_populates="case", order_by="CaseEvent.id", cascade="all, delete-orphan"
@@ -595,3 +602,88 @@ class PollJob(Base):
     done_through: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
 
     __table_args__ = (Index("ix_poll_jobs_due", "status", "fire_at"),)
+
+
+# ---- field work: visits, mediation, long-running cases (issue 6) ------------------------------------------------
+
+
+class Visit(Base):
+    """A circuit visit or home visit (巡回接访、上门服务): planned (a date, a team such as the 6+N units, the cases
+    to take along) and then done (where, who was met, what was agreed, photos), or cancelled."""
+
+    __tablename__ = "visits"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # planned · done · cancelled
+    status: Mapped[str] = mapped_column(String(12), index=True)
+    planned_for: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True, nullable=True)
+    place_label: Mapped[str | None] = mapped_column(Text, nullable=True)
+    latitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+    longitude: Mapped[float | None] = mapped_column(Float, nullable=True)
+    # The grid visited (areas.id), when the visit was to a grid rather than (only) to cases.
+    grid_id: Mapped[int | None] = mapped_column(Integer, index=True, nullable=True)
+    team: Mapped[list] = mapped_column(JSON, default=list)
+    met: Mapped[str | None] = mapped_column(Text, nullable=True)
+    agreed: Mapped[str | None] = mapped_column(Text, nullable=True)
+    photo_media_ids: Mapped[list] = mapped_column(JSON, default=list)
+    # Who recorded it (an operator's or a grid worker's name) and how: chat · console.
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    via: Mapped[str] = mapped_column(String(8))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class VisitCase(Base):
+    """A case taken along on a visit; `resolved`: the dispute was settled on that visit (化解)."""
+
+    __tablename__ = "visit_cases"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    visit_id: Mapped[int] = mapped_column(ForeignKey("visits.id"))
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    resolved: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    __table_args__ = (UniqueConstraint("visit_id", "case_id", name="uq_visit_cases_visit_case"),)
+
+
+class Mediation(Base):
+    """People's mediation (人民调解) as a case's handling route: the mediators, sessions, and the result —
+    agreed (terms recorded, the signed agreement a case_files row), partial, or failed (back to ordinary handling)."""
+
+    __tablename__ = "mediations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    # open · agreed · partial · failed
+    status: Mapped[str] = mapped_column(String(12))
+    # [{"name": …, "role": 人民调解员 / 村干部 / 居民代表 …}, …]
+    mediators: Mapped[list] = mapped_column(JSON, default=list)
+    terms: Mapped[str | None] = mapped_column(Text, nullable=True)
+    started_by: Mapped[str] = mapped_column(String(64))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class MediationSession(Base):
+    __tablename__ = "mediation_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    mediation_id: Mapped[int] = mapped_column(ForeignKey("mediations.id"), index=True)
+    held_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    outcome: Mapped[str] = mapped_column(Text)
+    recorded_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class CaseFile(Base):
+    """A document attached to a case by staff: a signed mediation agreement (调解协议书), a commitment to stop
+    petitioning (息诉罢访承诺书), or another paper. The file lives in the media store; this row says what it is."""
+
+    __tablename__ = "case_files"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("cases.id"), index=True)
+    # agreement · commitment · other
+    kind: Mapped[str] = mapped_column(String(12))
+    filename: Mapped[str] = mapped_column(String(200))
+    content_type: Mapped[str] = mapped_column(String(128))
+    size: Mapped[int] = mapped_column(Integer)
+    sha256: Mapped[str] = mapped_column(String(64))
+    path: Mapped[str] = mapped_column(Text)
+    uploaded_by: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
