@@ -70,7 +70,9 @@ def check(data: bytes, content_type: str, filename: str, settings: Settings) -> 
         or (ctype and ctype != actual and ctype != "application/octet-stream")
     ):
         raise FileRefused("bad_type", types="、".join(t.split("/")[1].upper() for t in f.file_types))
-    name = "".join(ch for ch in unicodedata.normalize("NFKC", Path(filename or "").name) if ch.isprintable())
+    # The name as the clerk saved it, without a folder (a Windows browser may send C:\扫描\协议.pdf).
+    base = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(ch for ch in unicodedata.normalize("NFC", base) if ch.isprintable())
     return actual, (name.strip() or "file")[:FILENAME_CHARS]
 
 
