@@ -213,7 +213,7 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("--json", action="store_true")
     from bot.services.lifecycle import MOVES
 
-    for action in MOVES:
+    for action in (name for name, spec in MOVES.items() if spec.service is None):
         step = cases_sub.add_parser(action, help=f"lifecycle: {action} a case")
         step.add_argument("number")
         step.add_argument("--by", required=True, help="the operator doing it (recorded on the ledger)")
@@ -234,6 +234,9 @@ def parser() -> argparse.ArgumentParser:
     from bot.dispatch_cli import register as register_dispatch
 
     register_dispatch(cases_sub, sub)  # 吹哨报到: cases summon|checkin, dispatch list
+    from bot.longrun_cli import register as register_longrun
+
+    register_longrun(cases_sub)  # 积案: cases long-running, cases leader
 
     drafts = sub.add_parser("drafts", help="unfinished dialogs, e.g. residents waiting for a person (人工)")
     drafts.add_argument("action", choices=["list"])

@@ -41,6 +41,8 @@ HEADERS = [
     "办结时间",
     "群众评价",
     "网格",
+    "走访次数",
+    "走访化解",
 ]
 INJECTION = '=HYPERLINK("http://evil.example/","点这里查看进度")'
 
@@ -550,4 +552,5 @@ async def test_the_ledger_names_each_cases_grid(harness, kind):
         sheet = openpyxl.load_workbook(io.BytesIO(body)).active
         rows = [["" if v is None else v for v in r] for r in sheet.iter_rows(values_only=True)]
     assert rows[0] == HEADERS
-    assert [(r[0], r[-1]) for r in rows[1:]] == [(in_grid, "云岩区/中华路街道/幸福社区/第一网格"), (without, "")]
+    grid = HEADERS.index("网格")
+    assert [(r[0], r[grid]) for r in rows[1:]] == [(in_grid, "云岩区/中华路街道/幸福社区/第一网格"), (without, "")]

@@ -4,10 +4,11 @@ the CLI calls too. Who may take which action is bot/console/roles.py's business,
 from __future__ import annotations
 
 import re
+from datetime import date, datetime, time
 
 from bot.clock import Clock
 from bot.config import Settings
-from bot.services import dispatch, inbox, lifecycle, routing
+from bot.services import dispatch, inbox, lifecycle, longrun, mediation, routing
 from bot.services.cases import add_ledger
 from bot.services.operators import Operator
 from bot.texts import Texts
@@ -21,7 +22,13 @@ class FormError(Exception):
 
 
 # What an action may be refused with: the operator is told why, nothing is changed.
-REFUSALS = (FormError, lifecycle.MoveRefused, dispatch.DispatchRefused)
+REFUSALS = (
+    FormError,
+    lifecycle.MoveRefused,
+    dispatch.DispatchRefused,
+    longrun.LongRunRefused,
+    mediation.MediationRefused,
+)
 
 
 def split_list(value: str) -> list[str]:
@@ -92,5 +99,44 @@ async def perform(
         await dispatch.check_in(tx, number, unit or "", by=by, now=clock.now(), settings=settings, texts=texts)
     elif action == "note":
         await add_ledger(tx, case.id, clock.now(), by, "noted", note=need("note"))
+    elif action == "leader":
+        await longrun.set_leader(tx, number, need("leader"), by=by, now=clock.now(), texts=texts)
+    elif action == "commit_close":  # the console posts it with the file to its own route (bot/console/longrun.py)
+        raise FormError(texts("longrun.commitment_required"))
+    elif action.startswith("mediation_"):
+        await _mediation(tx, action, number, by, fields, clock=clock, settings=settings, texts=texts)
     else:  # pragma: no cover - CASE_ACTIONS and this table are one list
         raise FormError(action)
+
+
+async def _mediation(
+    tx: Tx, action: str, number: str, by: str, fields: dict[str, str], *, clock: Clock, settings: Settings, texts: Texts
+) -> None:
+    """人民调解 (roles.MEDIATION_ACTIONS): the service checks what the form must hold and says what is missing."""
+    now = clock.now()
+    if action == "mediation_start":
+        found = mediation.parse_mediators(fields.get("mediators", ""), texts)
+        await mediation.start(tx, number, found, by=by, now=now, texts=texts)
+    elif action == "mediation_mediator":
+        found = mediation.parse_mediators(fields.get("mediator", ""), texts)
+        await mediation.add_mediator(tx, number, found[0] if found else {}, by=by, now=now, texts=texts)
+    elif action == "mediation_session":
+        held = _local_day(fields.get("held_at", ""), settings)
+        if held is None:
+            raise FormError(texts("mediation.bad_date"))
+        outcome = fields.get("outcome", "")
+        await mediation.add_session(tx, number, held, outcome, by=by, now=now, texts=texts, settings=settings)
+    elif action == "mediation_conclude":
+        result, terms = fields.get("result", ""), fields.get("terms", "")
+        await mediation.conclude(tx, number, result, terms, by=by, clock=clock, settings=settings, texts=texts)
+    else:  # pragma: no cover - MEDIATION_ACTIONS and this table are one list
+        raise FormError(action)
+
+
+def _local_day(value: str, settings: Settings) -> datetime | None:
+    """2026-03-01 (an <input type=date>) as the start of that day in the office's time zone."""
+    try:
+        day = date.fromisoformat(value.strip())
+    except ValueError:
+        return None
+    return datetime.combine(day, time(), tzinfo=settings.tz)

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from bot.clock import Clock
 from bot.config import Settings
-from bot.console import auth, canned, cases, grids, keys, live, polls, reports, roles
+from bot.console import auth, canned, cases, files, grids, keys, live, longrun, polls, reports, roles, visits
 from bot.console.security import CSRF_FIELD, security_headers
 from bot.texts import Texts
 
@@ -31,8 +31,14 @@ def routes() -> list[web.AbstractRouteDef]:
         web.post("/logout", auth.logout, name="logout"),
         web.get("/cases", cases.inbox_page, name="inbox"),
         web.get("/cases/{number}", cases.case_page, name="case"),
+        # Before the generic action route: closing by 息诉罢访 carries its file (multipart).
+        web.post("/cases/{number}/commit_close", longrun.commit_close, name="commit_close"),
+        # Before the generic action route: a file attached to the case (multipart; kind agreement|commitment|other).
+        web.post("/cases/{number}/files", files.upload, name="case_file_upload"),
         web.post("/cases/{number}/{action}", cases.act, name="act"),
+        web.get("/cases/{number}/files/{id:\\d+}", files.download, name="case_file"),
         web.get("/cases/{number}/media/{media_id}", cases.media_file, name="media"),
+        web.get("/long-running", longrun.list_page, name="long_running"),
         web.get("/dashboard", reports.dashboard, name="dashboard"),
         web.get("/export.csv", reports.export_csv, name="export_csv"),
         web.get("/export.xlsx", reports.export_xlsx, name="export_xlsx"),
@@ -54,6 +60,13 @@ def routes() -> list[web.AbstractRouteDef]:
         web.post("/polls/{id:\\d+}/door", polls.door_vote, name="poll_door"),
         web.post("/polls/{id:\\d+}/case", polls.link_case, name="poll_case"),
         web.get("/polls/{id:\\d+}/export.csv", polls.export_csv, name="poll_export"),
+        web.get("/visits", visits.list_page, name="visits"),
+        web.get("/visits/new", visits.new_page, name="visit_new"),
+        web.post("/visits/new", visits.create, name="visit_create"),
+        web.post("/visits/record", visits.record, name="visit_record"),
+        web.get("/visits/{id:\\d+}", visits.visit_page, name="visit"),
+        web.post("/visits/{id:\\d+}/complete", visits.complete, name="visit_complete"),
+        web.post("/visits/{id:\\d+}/cancel", visits.cancel, name="visit_cancel"),
         web.static("/static", HERE / "static", name="static", append_version=True),
     ]
 

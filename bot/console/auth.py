@@ -24,6 +24,10 @@ COOKIE = "fd_session"
 LOGIN_CSRF_COOKIE = "fd_login_csrf"
 # Pages anyone may load: the sign-in page and the static files it needs.
 PUBLIC = frozenset({"login", "login_submit", "static"})
+# Routes whose form carries a document (bot/console/files.py; 息诉罢访's commit_close): a larger body allowed,
+# up to fieldwork.max_file_bytes and this much for the other fields and the multipart framing.
+UPLOADS = frozenset({"case_file_upload", "commit_close"})
+UPLOAD_SLACK = 256 * 1024
 # A session's expiry moves on with use, but at most once per this long (a write per request would be waste).
 TOUCH_EVERY = timedelta(minutes=5)
 
@@ -95,9 +99,20 @@ async def guard(request: web.Request, handler):
             login = app.router["login"].url_for().with_query(next=request.path_qs)
             raise web.HTTPFound(login)
         return message_page(request, texts("console.login.expired"), 401)
+    if name in UPLOADS and request.method == "POST":
+        # A document's form may be larger than aiohttp's 1 MiB default: this route's own limit (a file over
+        # fieldwork.max_file_bytes is refused by its handler with the reason; far over, here).
+        request = request.clone(client_max_size=app[keys.SETTINGS].fieldwork.max_file_bytes + UPLOAD_SLACK)
     request[keys.SESSION] = session
     if request.method not in ("GET", "HEAD", "OPTIONS"):
-        form = await request.post()
+        try:
+            form = await request.post()
+        except web.HTTPRequestEntityTooLarge:
+            if name not in UPLOADS:
+                raise
+            max_mb = round(app[keys.SETTINGS].fieldwork.max_file_bytes / 1024 / 1024, 1)
+            await audit(request, name or "post", outcome="failed", target=request.path, detail="too large")
+            return message_page(request, texts("case_file.too_large", max_mb=max_mb), 413)
         given = request.headers.get(CSRF_HEADER) or form.get(CSRF_FIELD)
         if not tokens_match(session.csrf_token, given if isinstance(given, str) else None):
             await audit(request, "csrf_refused", outcome="refused", target=request.path)

@@ -14,7 +14,21 @@ from bot.api.checks import usable
 from bot.console import actions, keys, roles
 from bot.console.auth import audit, message_page, see_other, session_of
 from bot.console.pages import render
-from bot.services import areas, canned, conversation, inbox, media, operators, polls, privacy, residents
+from bot.services import (
+    areas,
+    canned,
+    case_files,
+    conversation,
+    inbox,
+    longrun,
+    media,
+    mediation,
+    operators,
+    polls,
+    privacy,
+    residents,
+    visits,
+)
 from storage.fast import unjs
 
 
@@ -123,7 +137,7 @@ async def case_page(request: web.Request) -> web.Response:
     return await _render_case(
         request,
         found,
-        done=done if done in roles.CASE_ACTIONS else None,
+        done=done if roles.may_name(done) else None,
         canned_id=int(chosen) if chosen.isdigit() else None,
     )
 
@@ -148,6 +162,10 @@ async def _render_case(
         replies = await canned.listing(tx) if roles.may(operator, "reply") else []
         window = await residents.window(tx, case.openid, now=now, push=settings.push) if case.openid else "unknown"
         linked_polls = await polls.for_case(tx, case.number)
+        case_visits = await visits.for_case(tx, case.id)
+        mediations = await mediation.for_case(tx, case.id)
+        attached = await case_files.for_case(tx, case.id)
+        long_running = await longrun.facts(tx, case.id, now, settings)
     if partial:
         # The resident also has cases this operator may not see: only the notices about this one are theirs.
         lines = [line for line in lines if line.who == "notice" and line.case_number == case.number]
@@ -176,6 +194,13 @@ async def _render_case(
         "canned": replies,
         "prefill": _prefill(replies, canned_id, case, settings.tz),
         "linked_polls": linked_polls,
+        "case_visits": case_visits,
+        "mediations": mediations,
+        "mediation_open": next((m for m in mediations if m.status == "open"), None),
+        "mediation_actions": [a for a in roles.MEDIATION_ACTIONS if roles.may(operator, a)],
+        "attached": attached,
+        "may_upload": roles.may(operator, "file_upload"),
+        "longrun": long_running,
     }
     return render(request, "case.html", context, status=status)
 
@@ -237,7 +262,7 @@ async def act(request: web.Request) -> web.Response:
     app = request.app
     texts = app[keys.TEXTS]
     action, number = request.match_info["action"], request.match_info["number"]
-    if action not in roles.CASE_ACTIONS:
+    if action not in roles.CASE_ACTIONS and action not in roles.MEDIATION_ACTIONS:
         return message_page(request, texts("console.not_found"), 404)
     found = await _visible_case(request, number)
     if isinstance(found, web.Response):

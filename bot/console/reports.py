@@ -56,7 +56,12 @@ _COLUMNS = (
     ("rating", 20),
     # Last, so that the standard columns keep their places in the sheets offices already keep.
     ("grid", 40),
+    # Visits (bot/services/visits.py): done with the case along, and those it was resolved on.
+    ("visits", 10),
+    ("visits_resolved", 10),
 )
+# Columns whose heading is in another section of the texts than [console.export].
+_HEADINGS = {"visits": "console.visits.export_count", "visits_resolved": "console.visits.export_resolved"}
 _DATE_COLUMNS = frozenset({"received", "accept_due", "handle_due", "closed"})
 _DATETIME_FORMAT = "yyyy-mm-dd hh:mm"
 # Up to this many rows an Excel file is built in a thread of the server; a bigger one in a child process.
@@ -191,7 +196,7 @@ async def dashboard(request: web.Request) -> web.Response:
     unit = roles.report_scope(operator)
     async with app[keys.STORE].read() as tx:
         figures = await reports.figures(tx, p, unit=unit)
-        tree = await areas.all_areas(tx) if figures.by_grid else []
+        tree = await areas.all_areas(tx) if figures.by_grid or figures.visits.done else []
     statuses = [s for s in inbox.STATUSES if figures.by_status.get(s)]
     statuses += sorted(s for s in figures.by_status if s not in inbox.STATUSES)
     status_items = [(texts(f"status.{s}") if texts.has(f"status.{s}") else s, figures.by_status[s]) for s in statuses]
@@ -228,8 +233,26 @@ async def dashboard(request: web.Request) -> web.Response:
         "trend_width": max(len(figures.trend), 1) * _DAY_WIDTH,
         "trend_peak": max((n for _, n in figures.trend), default=0),
         "presets": [(name, {"from": a.isoformat(), "to": b.isoformat()}) for name, a, b in _presets(today)],
+        "visit_tables": _visit_tables(texts, figures.visits, by_id),
     }
     return render(request, "dashboard.html", context, status=status)
+
+
+def _visit_tables(texts: Texts, fig, by_id: dict[int, areas.Area]) -> list[tuple[str, list]]:
+    """The visit figures by unit, street and grid: (which, [(bar, count)])."""
+
+    def area(key) -> str:
+        return _grid_label(by_id, key) if key is not None else texts("console.visits.dash_no_area")
+
+    out = []
+    for name, counts, label in (
+        ("unit", fig.by_unit, lambda key: key or texts("console.visits.dash_no_unit")),
+        ("street", fig.by_street, area),
+        ("grid", fig.by_grid, area),
+    ):
+        bars = _bars([(label(c.key), c.visits) for c in counts], fig.done)
+        out.append((name, [(bar, c) for bar, c in zip(bars, counts, strict=True)]))
+    return out
 
 
 # ---- the ledger export ------------------------------------------------------------------------------------
@@ -259,7 +282,7 @@ class _Ledger:
         self.grids = {a.id: a for a in tree or []}
 
     def header(self) -> list[str]:
-        return [self.texts(f"console.export.{name}") for name, _ in _COLUMNS]
+        return [self.texts(_HEADINGS.get(name, f"console.export.{name}")) for name, _ in _COLUMNS]
 
     def _local(self, moment: datetime | None) -> datetime | None:
         return moment.astimezone(self.tz).replace(tzinfo=None) if moment else None
@@ -292,6 +315,8 @@ class _Ledger:
             self._local(row.closed_at),
             self._rating(row),
             _grid_label(self.grids, row.grid_id),
+            str(row.visits),
+            str(row.visits_resolved),
         ]
 
 

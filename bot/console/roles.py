@@ -36,6 +36,14 @@ CREATE_POLLS = frozenset({"admin", "dispatcher", "gridworker"})
 # the grid worker who created it for that poll.
 RUN_POLLS = frozenset({"admin", "dispatcher"})
 
+# Visits (巡回接访、上门服务, bot/console/visits.py). These roles plan visits (with a date, a team and the cases
+# to take along), complete and cancel them; RECORD_VISITS record a visit done. A unit handler records, sees and
+# completes only visits whose cases are all their unit's; a grid worker's account sees the visits it recorded.
+SEE_VISITS = frozenset({"admin", "dispatcher", "supervisor", "viewer", "unit", "gridworker"})
+SEE_ALL_VISITS = frozenset({"admin", "dispatcher", "supervisor", "viewer"})
+PLAN_VISITS = frozenset({"admin", "dispatcher", "supervisor"})
+RECORD_VISITS = frozenset({"admin", "dispatcher", "supervisor", "unit", "gridworker"})
+
 # Each case action of the console and the roles that may take it.
 CASE_ACTIONS: dict[str, frozenset[str]] = {
     "accept": frozenset({"admin", "dispatcher"}),
@@ -53,11 +61,35 @@ CASE_ACTIONS: dict[str, frozenset[str]] = {
     "reopen": frozenset({"admin", "dispatcher", "supervisor"}),
     "merge": frozenset({"admin", "dispatcher"}),
     "note": frozenset({"admin", "dispatcher", "unit", "supervisor"}),
+    # 积案 (bot/services/longrun.py): the responsible leader (包案领导), and closing by 息诉罢访 with the signed
+    # commitment attached (its own multipart route, bot/console/longrun.py).
+    "leader": frozenset({"admin", "dispatcher", "supervisor"}),
+    "commit_close": frozenset({"admin", "dispatcher", "supervisor"}),
 }
+# The list of long-running cases (/console/long-running): a unit handler is not on it (it spans every unit).
+SEE_LONG_RUNNING = frozenset({"admin", "dispatcher", "supervisor", "viewer"})
+
+# People's mediation on a case (bot/console/mediation.py) and the files attached to cases (bot/console/files.py):
+# staff and the unit handlers of the case (who must also see it, as for every case action).
+_FIELD_STAFF = frozenset({"admin", "dispatcher", "supervisor", "unit"})
+MEDIATION_ACTIONS: dict[str, frozenset[str]] = {
+    "mediation_start": _FIELD_STAFF,
+    "mediation_mediator": _FIELD_STAFF,
+    "mediation_session": _FIELD_STAFF,
+    "mediation_conclude": _FIELD_STAFF,
+}
+# Uploading a file to a case (POST /console/cases/{number}/files); downloading one needs only sees_case.
+FILE_ACTIONS: dict[str, frozenset[str]] = {"file_upload": _FIELD_STAFF}
 
 
 def may(operator: Operator, action: str) -> bool:
-    return operator.role in CASE_ACTIONS.get(action, frozenset())
+    allowed = CASE_ACTIONS.get(action) or MEDIATION_ACTIONS.get(action) or FILE_ACTIONS.get(action, frozenset())
+    return operator.role in allowed
+
+
+def may_name(action: str | None) -> bool:
+    """Whether `action` names a case action of any table (the case page's "done" message)."""
+    return action in CASE_ACTIONS or action in MEDIATION_ACTIONS or action in FILE_ACTIONS
 
 
 def sees_cases(operator: Operator) -> bool:

@@ -7,7 +7,7 @@ from datetime import timedelta
 from bot.context import Ctx
 from bot.dialogs.engine import Dialog, Step
 from bot.dialogs.fields import ChoiceField, Invalid, NarrativeField, PhoneField, PlaceField
-from bot.services import cases, drafts, routing
+from bot.services import cases, drafts, longrun, routing
 from bot.services.drafts import Draft
 
 # A complaint like one the resident filed this recently may be the same matter.
@@ -58,6 +58,8 @@ async def submit(ctx: Ctx, draft: Draft) -> str:
         related=[own.number, *related] if own else related,
         tier=routing.tier_for(ctx.settings, new.category),
     )
+    # After a 息诉罢访 commitment on the same matter: flagged for staff, filed all the same (a person decides).
+    await longrun.flag_after_commitment(ctx.tx, new, number, now=now)
     day_unit = ctx.texts(f"day_unit.{ctx.settings.deadlines.day_kind}")  # 15 working days are not 15 days
     return ctx.texts("complaint.submitted", number=number, days=settings.acceptance_days, day_unit=day_unit)
 

@@ -1,4 +1,4 @@
-"""A bound grid worker's commands: 发起投票, 我的投票, 结果 <编号>, 结束投票 <编号>, 录入 <编号> <门牌>：<选项>,
+"""A bound grid worker's commands: 发起投票, 走访, 我的投票, 结果 <编号>, 结束投票 <编号>, 录入 <编号> <门牌>：<选项>,
 网格员帮助. Anything else falls through to the resident's handler (a grid worker is a resident too)."""
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ async def handle(ctx: Ctx, msg: Inbound) -> str | None:
         if not worker.area_ids:
             return ctx.texts("poll.dialog.no_scope")
         return await ENGINE.start(ctx, "poll")
+    if word in ctx.texts.words("words.visit"):
+        return await ENGINE.start(ctx, "visit")
     if word in ctx.texts.words("words.my_polls"):
         return await _my_polls(ctx, worker)
     if word in ctx.texts.words("words.worker_help"):

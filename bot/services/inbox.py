@@ -65,6 +65,8 @@ class Row:
     deadline_state: str
     repeat: bool
     grid_id: int | None = None
+    # Filed after a 息诉罢访 commitment on the same matter (bot/services/longrun.py): staff decide.
+    after_commitment: bool = False
 
 
 @dataclass(frozen=True)
@@ -245,7 +247,9 @@ async def _page(
     order = f"{DUE}, id" if by_deadline else "created_at DESC, id DESC"
     sql = f"""
 SELECT id, number, category, place_label, description, status, lead_unit, created_at, {DUE} AS due_at, deadline_state,
-    grid_id, EXISTS (SELECT 1 FROM case_events e WHERE e.case_id = cases.id AND e.action = 'possible_repeat') AS repeat
+    grid_id, EXISTS (SELECT 1 FROM case_events e WHERE e.case_id = cases.id AND e.action = 'possible_repeat') AS repeat,
+    EXISTS (SELECT 1 FROM case_events e WHERE e.case_id = cases.id AND e.action = 'after_commitment')
+        AS after_commitment
 FROM cases {"WHERE " + " AND ".join(where) if where else ""}
 ORDER BY {order} LIMIT :limit"""
     found = await tx.all(sql, limit=limit + 1, **params)
@@ -263,6 +267,7 @@ ORDER BY {order} LIMIT :limit"""
             r["deadline_state"],
             bool(r["repeat"]),
             r["grid_id"],
+            bool(r["after_commitment"]),
         )
         for r in found[:limit]
     ]

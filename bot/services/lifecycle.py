@@ -5,6 +5,8 @@ pending ─accept→ accepted ─assign→ assigned ─start→ in_progress ─r
                               └──────────── reopen (发回重办) ←── replied / closed ──┘
 Any open case can be merged (并案) into another open case, or withdrawn (撤回) by its resident.
 While being handled, a case's handling time can be extended (延期) once; its status stays as it is.
+A people's mediation agreement (bot/services/mediation.py) closes a case being handled or replied: mediate_close,
+close_reason 调解结案, the resident asked to rate it like any closed case.
 
 Every move is checked against this graph and written with `WHERE status = <the status we saw>`, so two people
 acting at once cannot both move the same case: the second gets a clear error instead of a silent overwrite.
@@ -24,6 +26,7 @@ from bot.texts import Texts
 from storage.fast import Tx, js, unjs
 
 OPEN = frozenset({"pending", "accepted", "assigned", "in_progress", "replied", "reopened"})
+COMMITMENT_REASON = "息诉罢访"  # cases.close_reason of a case closed by commit_close
 
 
 @dataclass(frozen=True)
@@ -33,7 +36,12 @@ class Move:
     ledger: str  # the ledger entry's action (texts [ledger])
     notice: str | None = None  # what the resident is told (texts [notice]), if anything
     needs_reason: bool = False
+    # Made only by this service (bot/services/<name>.py), which checks its own conditions first: not a CLI command.
+    service: str | None = None
 
+
+# The close_reason of a case closed by a mediation agreement (cases.close_reason).
+MEDIATED = "调解结案"
 
 MOVES: dict[str, Move] = {
     "accept": Move(frozenset({"pending"}), "accepted", "accepted", "accepted"),
@@ -44,9 +52,18 @@ MOVES: dict[str, Move] = {
     "reply": Move(frozenset({"in_progress"}), "replied", "replied", "replied"),
     "close": Move(frozenset({"replied"}), "closed", "closed", "closed"),
     "reopen": Move(frozenset({"replied", "closed"}), "reopened", "reopened", "reopened", needs_reason=True),
+    "mediate_close": Move(
+        frozenset({"accepted", "assigned", "in_progress", "reopened", "replied"}),
+        "closed",
+        "closed_mediated",
+        "closed_mediated",
+        service="mediation",
+    ),
     "merge": Move(OPEN, "merged", "merged", "merged"),
     "withdraw": Move(OPEN, "withdrawn", "withdrawn", "withdrawn"),
     "extend": Move(deadlines.RUNNING[deadlines.HANDLE], None, "extended", "extended", needs_reason=True),
+    # 息诉罢访: closed on the resident's signed commitment, attached first (bot/services/longrun.py).
+    "commit_close": Move(OPEN, "closed", "commit_closed", "commit_closed", service="longrun"),
 }
 
 
@@ -104,6 +121,8 @@ async def move(tx: Tx, req: Request, *, clock: Clock, settings: Settings, texts:
     changes, note, notice_values = await _changes(tx, req, case, now=now, settings=settings, texts=texts)
 
     columns = ", ".join(f"{name} = :{name}" for name in changes)
+    if req.action == "reopen":  # how often it was reopened: a long-running case (积案) at long_running_reopens
+        columns += (", " if columns else "") + "reopen_count = reopen_count + 1"
     updated = await tx.run(
         f"UPDATE cases SET status = :to_status, updated_at = :now{', ' if columns else ''}{columns} "
         "WHERE id = :id AND status = :from_status",
@@ -176,12 +195,23 @@ async def _changes(tx: Tx, req: Request, case, *, now: datetime, settings: Setti
         return {"reply_text": req.text}, req.text, {"text": req.text}
     if req.action == "close":
         return {"closed_at": tx.ts(now)}, req.reason, {}
+    if req.action == "mediate_close":
+        return {"closed_at": tx.ts(now), "close_reason": MEDIATED}, req.reason or MEDIATED, {}
     if req.action == "reopen":
         # 发回重办 is handled anew: a fresh handling period from now, not the old deadline already passed.
         due = await deadlines.due_after(tx, now, life.handling_days, settings)
         local_due = due.astimezone(settings.tz).strftime("%Y年%m月%d日")
-        columns = {"closed_at": None, "handle_due_at": tx.ts(due), "deadline_state": "ok"}
+        columns = {"closed_at": None, "close_reason": None, "handle_due_at": tx.ts(due), "deadline_state": "ok"}
         return columns, req.reason, {"reason": req.reason, "due": local_due}
+    if req.action == "commit_close":
+        signed = await tx.val(
+            "SELECT filename FROM case_files WHERE case_id = :id AND kind = 'commitment' ORDER BY id DESC LIMIT 1",
+            id=case["id"],
+        )
+        if signed is None:
+            raise MoveRefused(texts("longrun.commitment_required"))
+        columns = {"closed_at": tx.ts(now), "commitment_at": tx.ts(now), "close_reason": COMMITMENT_REASON}
+        return columns, "：".join(x for x in (signed, (req.reason or "").strip()) if x), {}
     if req.action == "merge":
         target = await _merge_target(tx, req, case, texts)
         await add_ledger(tx, target["id"], now, req.by, "merged_in", note=req.number)

@@ -15,7 +15,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta, tzinfo
 
-from bot.services import deadlines, inbox
+from bot.services import deadlines, inbox, visits
 from storage.fast import Tx
 
 # The longest period the dashboard shows (a bar per day), and the most rows one export holds.
@@ -126,6 +126,8 @@ class Figures:
     closed_on_time: Rate = Rate(0, 0)
     satisfied: Rate = Rate(0, 0)
     repeats: Rate = Rate(0, 0)
+    # Visits (巡回接访、上门服务) done in the period and the disputes resolved on them, by unit, street and grid.
+    visits: visits.VisitFigures = field(default_factory=visits.VisitFigures)
 
 
 async def figures(tx: Tx, p: Period, *, unit: str | None = None) -> Figures:
@@ -213,6 +215,7 @@ FROM cases WHERE (({running}) OR ({accepted}) OR ({closed}) OR ({rated})) AND {s
             counts[1:] = int(r["open"]), int(r["overdue"]), int(r["satisfied"]), int(r["rated"])
     grids = [GridFigures(g, n, o, late, Rate(sat, rated)) for g, (n, o, late, sat, rated) in by_grid.items()]
     out.by_grid = sorted(grids, key=lambda g: (-g.received, -g.open, g.grid_id))
+    out.visits = await visits.figures(tx, p.start, p.end, unit=unit)
     return out
 
 
@@ -255,6 +258,9 @@ class LedgerRow:
     rating: int | None
     rating_comment: str | None
     grid_id: int | None = None
+    # Visits done with this case along (走访次数), and those it was resolved on (走访化解).
+    visits: int = 0
+    visits_resolved: int = 0
 
 
 async def ledger_count(tx: Tx, p: Period, *, unit: str | None = None) -> int:
@@ -285,6 +291,7 @@ async def ledger_rows(
         f"FROM cases WHERE {' AND '.join(where)} ORDER BY created_at, id LIMIT :limit",
         **params,
     )
+    counts = await visits.counts_for_cases(tx, [r["id"] for r in rows])
     return [
         LedgerRow(
             r["id"],
@@ -303,6 +310,7 @@ async def ledger_rows(
             r["rating"],
             r["rating_comment"],
             r["grid_id"],
+            *counts.get(r["id"], (0, 0)),
         )
         for r in rows
     ]
