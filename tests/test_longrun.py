@@ -185,6 +185,9 @@ async def test_closing_by_commitment_needs_the_signed_file_and_tells_the_residen
     assert "息诉罢访承诺书办结" in pushed[-1] and number in pushed[-1]
     # The move alone (the CLI's generic command) is refused without a commitment on file.
     other = await filed(h, "o_nofile")
+    with pytest.raises(MoveRefused, match="待受理"):  # a matter the office never took up is not closed so
+        await do(h, "commit_close", other)
+    await do(h, "accept", other)
     with pytest.raises(MoveRefused, match="承诺书"):
         await do(h, "commit_close", other)
     async with h.app[STORE].write() as tx:
@@ -243,3 +246,31 @@ async def test_who_sees_the_list(h):
         status, _ = await staff.act(number, "leader", leader="某领导")
         assert status == 403
     assert (await case_of(h, number)).leader is None
+
+
+async def test_a_viewer_sees_no_phone_number_on_the_list(h):
+    from bot.services.cases import add_ledger
+
+    number = await filed(h, "o_list_phone")
+    await do(h, "accept", number)
+    h.clock.advance(days=365)
+    case = await case_of(h, number)
+    async with h.app[STORE].write() as tx:
+        await add_ledger(tx, case.id, h.clock.now(), "张科员", "noted", note="居民留了电话13912345678")
+    await add_operator(h, "查看员", "viewer")
+    async with Staff(h) as staff:
+        await staff.login("查看员")
+        status, page = await staff.get("/long-running")
+        assert status == 200 and number in page and "居民留了电话" in page
+        assert "13912345678" not in page
+
+
+async def test_a_commitment_is_not_rated_and_a_reopened_case_no_longer_holds_it(h):
+    number = await closed_by_commitment(h, "o_signed")
+    await pushed_after_delivery(h, "o_signed")
+    resident = h.resident("o_signed")
+    assert "评价" not in await resident.say("1")  # no one asked them to rate a commitment
+    assert (await case_of(h, number)).rating is None
+    await do(h, "reopen", number, reason="承诺人反映新情况", by="督办科")
+    case = await case_of(h, number)
+    assert case.commitment_at is None and case.close_reason is None

@@ -235,3 +235,21 @@ async def test_a_unit_handler_is_refused_on_another_units_case_and_downloads_fol
         refused = [(a.operator, a.action) for a in await s.scalars(select(AuditEntry)) if a.outcome == "refused"]
     assert ("环保局小王", "view_case") in refused and ("网格员小李", "view_case") in refused
     assert ("查看员", "mediation_session") in refused
+
+
+async def test_a_viewer_sees_no_phone_number_in_the_mediation_section(h):
+    await add_operator(h, "街道李主任", "unit", unit=UNIT)
+    await add_operator(h, "查看员", "viewer")
+    number = await handled_case(h, "o_mediation_phone")
+    async with Staff(h) as staff:
+        await staff.login("街道李主任")
+        await staff.act(number, "mediation_start", mediators="王芳 调解员13912345678")
+        await staff.act(number, "mediation_session", held_at="2026-11-20", outcome="约定回电13912345678")
+        await staff.act(number, "mediation_conclude", result="partial", terms="联系人电话13912345678")
+        _, page = await staff.get(f"/cases/{number}")
+        assert "13912345678" in page  # a unit handler may see it
+    async with Staff(h) as viewer:
+        await viewer.login("查看员")
+        status, page = await viewer.get(f"/cases/{number}")
+        assert status == 200 and "人民调解" in page
+        assert "13912345678" not in page

@@ -275,3 +275,32 @@ async def test_who_may_see_plan_and_record_visits(harness):
         assert status == 200 and "已记录" in page
     found = await _all_visits(h)
     assert len(found) == 2 and {v.recorded_by for v in found} == {"张科员", "赵承办"}
+
+
+async def test_a_viewer_sees_no_phone_number_in_a_visits_place(harness):
+    h = harness
+    number = await filed(h, "o_place_phone")
+    await do(h, "accept", number)
+    await add_operator(h, "王查看", "viewer")
+    async with h.app[STORE].write() as tx:
+        visit_id = await visits.record(
+            tx,
+            cases=[number],
+            grid_id=None,
+            place=visits.Place("张师傅家（13912345678）"),
+            met="张师傅",
+            agreed="再议",
+            photos=[],
+            resolved=False,
+            team=[],
+            by="张科员",
+            via="console",
+            now=h.clock.now(),
+            texts=Texts(),
+        )
+    async with Staff(h) as viewer:
+        await viewer.login("王查看")
+        for path in ("/visits", f"/visits/{visit_id}"):
+            status, page = await viewer.get(path)
+            assert status == 200 and "张师傅家" in page
+            assert "13912345678" not in page, path

@@ -170,7 +170,9 @@ async def _render_case(
         # The resident also has cases this operator may not see: only the notices about this one are theirs.
         lines = [line for line in lines if line.who == "notice" and line.case_number == case.number]
     if not roles.sees_phone(operator):
-        case, lines = _without_phones(case, lines, app[keys.TEXTS]("privacy.phone_hidden"))
+        mark = app[keys.TEXTS]("privacy.phone_hidden")
+        mediations = _mediations_without_phones(mediations, mark, case.contact_phone)
+        case, lines = _without_phones(case, lines, mark)
     fallback = next(iter(settings.push.fallback), None)
     channel_ready = any(
         (c == "template" and settings.push.templates) or (c == "subscribe" and settings.push.subscribe_templates)
@@ -203,6 +205,23 @@ async def _render_case(
         "longrun": long_running,
     }
     return render(request, "case.html", context, status=status)
+
+
+def _mediations_without_phones(found: list, mark: str, known: str | None) -> list:
+    """A mediation's mediators, sessions and terms as typed by staff, with phone numbers hidden."""
+
+    def hide(text: str | None) -> str | None:
+        return privacy.hide_phones(text, mark=mark, known=known)
+
+    return [
+        dataclasses.replace(
+            m,
+            mediators=[{**p, "name": hide(p.get("name")), "role": hide(p.get("role"))} for p in m.mediators],
+            terms=hide(m.terms),
+            sessions=[dataclasses.replace(s, outcome=hide(s.outcome)) for s in m.sessions],
+        )
+        for m in found
+    ]
 
 
 async def _others_hidden(tx, operator, case: inbox.CaseFile) -> bool:

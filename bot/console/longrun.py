@@ -5,6 +5,7 @@ transaction. Setting the 包案领导 is an ordinary case action (bot/console/ac
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 
 from aiohttp import web
 
@@ -12,7 +13,7 @@ from bot.console import actions, keys, roles
 from bot.console.auth import audit, message_page, see_other, session_of
 from bot.console.cases import _render_case, _visible_case
 from bot.console.pages import render
-from bot.services import case_files, inbox, lifecycle, longrun, operators
+from bot.services import case_files, inbox, lifecycle, longrun, operators, privacy
 
 
 async def list_page(request: web.Request) -> web.Response:
@@ -24,12 +25,19 @@ async def list_page(request: web.Request) -> web.Response:
     settings = app[keys.SETTINGS]
     async with app[keys.STORE].read() as tx:
         found = await longrun.listing(tx, app[keys.CLOCK].now(), settings)
+    if not roles.sees_phone(operator):  # what was typed about the case, as on the case page
+        found = [_without_phones(r, app[keys.TEXTS]("privacy.phone_hidden")) for r in found]
     context = {
         "rows": found,
         "days": settings.fieldwork.long_running_days,
         "reopens": settings.fieldwork.long_running_reopens,
     }
     return render(request, "longrun.html", context)
+
+
+def _without_phones(row: longrun.LongRunning, mark: str) -> longrun.LongRunning:
+    latest = row.latest and dataclasses.replace(row.latest, note=privacy.hide_phones(row.latest.note, mark=mark))
+    return dataclasses.replace(row, place=privacy.hide_phones(row.place, mark=mark), latest=latest)
 
 
 def _save(upload: web.FileField, settings) -> case_files.Saved:

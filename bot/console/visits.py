@@ -93,7 +93,10 @@ def _shown(operator: Operator, texts, visit: visits.Visit) -> visits.Visit:
         return visit
     mark = texts("privacy.phone_hidden")
     return replace(
-        visit, met=privacy.hide_phones(visit.met, mark=mark), agreed=privacy.hide_phones(visit.agreed, mark=mark)
+        visit,
+        met=privacy.hide_phones(visit.met, mark=mark),
+        agreed=privacy.hide_phones(visit.agreed, mark=mark),
+        place_label=privacy.hide_phones(visit.place_label, mark=mark),
     )
 
 

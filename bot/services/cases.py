@@ -290,10 +290,11 @@ async def add_to_case(
 
 
 async def to_rate(tx: Tx, openid: str, *, now: datetime, within: timedelta) -> str | None:
-    """The resident's most recently closed case not yet rated, closed within `within`: what "1" answers."""
+    """The resident's most recently closed case not yet rated, closed within `within`: what "1" answers. A case
+    closed by the resident's commitment (息诉罢访) was not asked to be rated."""
     return await tx.val(
         "SELECT number FROM cases WHERE openid = :openid AND status = 'closed' AND rated_at IS NULL "
-        "AND closed_at >= :since ORDER BY closed_at DESC LIMIT 1",
+        "AND closed_at >= :since AND commitment_at IS NULL ORDER BY closed_at DESC LIMIT 1",
         openid=openid,
         since=tx.ts(now - within),
     )

@@ -63,7 +63,8 @@ MOVES: dict[str, Move] = {
     "withdraw": Move(OPEN, "withdrawn", "withdrawn", "withdrawn"),
     "extend": Move(deadlines.RUNNING[deadlines.HANDLE], None, "extended", "extended", needs_reason=True),
     # 息诉罢访: closed on the resident's signed commitment, attached first (bot/services/longrun.py).
-    "commit_close": Move(OPEN, "closed", "commit_closed", "commit_closed", service="longrun"),
+    # Only a case that was accepted: a commitment ends a matter the office took up, not one it never did.
+    "commit_close": Move(OPEN - {"pending"}, "closed", "commit_closed", "commit_closed", service="longrun"),
 }
 
 
@@ -201,7 +202,14 @@ async def _changes(tx: Tx, req: Request, case, *, now: datetime, settings: Setti
         # 发回重办 is handled anew: a fresh handling period from now, not the old deadline already passed.
         due = await deadlines.due_after(tx, now, life.handling_days, settings)
         local_due = due.astimezone(settings.tz).strftime("%Y年%m月%d日")
-        columns = {"closed_at": None, "close_reason": None, "handle_due_at": tx.ts(due), "deadline_state": "ok"}
+        # A reopened case is no longer settled by its mediation or its commitment.
+        columns = {
+            "closed_at": None,
+            "close_reason": None,
+            "commitment_at": None,
+            "handle_due_at": tx.ts(due),
+            "deadline_state": "ok",
+        }
         return columns, req.reason, {"reason": req.reason, "due": local_due}
     if req.action == "commit_close":
         signed = await tx.val(
