@@ -133,7 +133,7 @@ async def _grid_codes(tx, ids: list[int]) -> dict[int, str]:
 # ---- one case ----------------------------------------------------------------------------------------------------
 
 
-async def _visible_case(request: web.Request, number: str) -> inbox.CaseFile:
+async def visible_case(request: web.Request, number: str) -> inbox.CaseFile:
     """The case if the token may see it. A case of another unit is as absent as one that does not exist."""
     operator = operator_of(request)
     if not roles.sees_cases(operator):
@@ -215,7 +215,7 @@ def case_json(request: web.Request, case: inbox.CaseFile, operator: Operator) ->
 
 
 async def show_case(request: web.Request) -> web.Response:
-    case = await _visible_case(request, request.match_info["number"])
+    case = await visible_case(request, request.match_info["number"])
     return reply({"case": case_json(request, case, operator_of(request))})
 
 
@@ -257,7 +257,7 @@ async def act(request: web.Request) -> web.Response:
     action, number = request.match_info["action"], request.match_info["number"]
     if action not in roles.CASE_ACTIONS:
         raise fail(request, 404, "not_found", "unknown_action", action=action, actions=", ".join(roles.CASE_ACTIONS))
-    case = await _visible_case(request, number)
+    case = await visible_case(request, number)
     operator = operator_of(request)
     if not roles.may(operator, action):
         await audit(request, action, outcome="refused", target=case.number)

@@ -114,7 +114,7 @@ async def inbox_page(request: web.Request) -> web.Response:
     return render(request, "inbox.html", context)
 
 
-async def _visible_case(request: web.Request, number: str) -> inbox.CaseFile | web.Response:
+async def visible_case(request: web.Request, number: str) -> inbox.CaseFile | web.Response:
     """The case if this operator may see it; else the page that says no (audited)."""
     app = request.app
     operator = session_of(request).operator
@@ -128,13 +128,24 @@ async def _visible_case(request: web.Request, number: str) -> inbox.CaseFile | w
     return case
 
 
+async def case_for_action(request: web.Request, number: str, action: str) -> inbox.CaseFile | web.Response:
+    """The case if this operator may see it and take `action` on it; else the page that says no (audited)."""
+    found = await visible_case(request, number)
+    if isinstance(found, web.Response):
+        return found
+    if not roles.may(session_of(request).operator, action):
+        await audit(request, action, outcome="refused", target=number)
+        return message_page(request, request.app[keys.TEXTS]("console.forbidden"), 403)
+    return found
+
+
 async def case_page(request: web.Request) -> web.Response:
-    found = await _visible_case(request, request.match_info["number"])
+    found = await visible_case(request, request.match_info["number"])
     if isinstance(found, web.Response):
         return found
     done = request.query.get("done")
     chosen = request.query.get("canned", "")
-    return await _render_case(
+    return await render_case(
         request,
         found,
         done=done if roles.may_name(done) else None,
@@ -142,7 +153,7 @@ async def case_page(request: web.Request) -> web.Response:
     )
 
 
-async def _render_case(
+async def render_case(
     request: web.Request,
     case: inbox.CaseFile,
     *,
@@ -283,7 +294,7 @@ async def act(request: web.Request) -> web.Response:
     action, number = request.match_info["action"], request.match_info["number"]
     if action not in roles.CASE_ACTIONS and action not in roles.MEDIATION_ACTIONS:
         return message_page(request, texts("console.not_found"), 404)
-    found = await _visible_case(request, number)
+    found = await visible_case(request, number)
     if isinstance(found, web.Response):
         return found
     operator = session_of(request).operator
@@ -311,7 +322,7 @@ async def act(request: web.Request) -> web.Response:
         status = 400 if isinstance(exc, actions.FormError) else 409
         async with app[keys.STORE].read() as tx:
             fresh = await inbox.case_file(tx, number)
-        return await _render_case(request, fresh or found, error=str(exc), status=status)
+        return await render_case(request, fresh or found, error=str(exc), status=status)
     case_url = app.router["case"].url_for(number=number).with_query(done=action)
     return see_other(str(case_url))
 
@@ -325,7 +336,7 @@ def _detail(fields: dict[str, str]) -> str | None:
 async def media_file(request: web.Request) -> web.StreamResponse:
     """A photo, voice or video of the case from the file store — only of a case the operator may see, and only
     a file that belongs to that case."""
-    found = await _visible_case(request, request.match_info["number"])
+    found = await visible_case(request, request.match_info["number"])
     if isinstance(found, web.Response):
         return found
     app = request.app
@@ -333,7 +344,7 @@ async def media_file(request: web.Request) -> web.StreamResponse:
     async with app[keys.STORE].read() as tx:
         files = await media.for_case(tx, found.id)
     chosen = next((f for f in files if f.media_id == media_id and f.status == "stored" and f.path), None)
-    path = await asyncio.to_thread(_inside_store, app[keys.SETTINGS].media.store_dir, chosen.path if chosen else None)
+    path = await asyncio.to_thread(inside_store, app[keys.SETTINGS].media.store_dir, chosen.path if chosen else None)
     if path is None:
         return message_page(request, app[keys.TEXTS]("console.not_found"), 404)
     ctype = (chosen.content_type or "").split(";")[0].strip().lower()
@@ -347,7 +358,7 @@ async def media_file(request: web.Request) -> web.StreamResponse:
     return web.FileResponse(path, headers=headers)
 
 
-def _inside_store(store_dir: str, stored: str | None) -> Path | None:
+def inside_store(store_dir: str, stored: str | None) -> Path | None:
     """The file, if it exists inside the file store (a path in the database is not trusted blindly)."""
     if not stored:
         return None

@@ -9,9 +9,9 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from bot.console import keys, roles
+from bot.console import keys
 from bot.console.auth import audit, message_page, see_other, session_of
-from bot.console.cases import _inside_store, _render_case, _visible_case
+from bot.console.cases import case_for_action, inside_store, render_case, visible_case
 from bot.services import case_files, operators
 from bot.services.cases import add_ledger
 from bot.texts import Texts
@@ -29,13 +29,10 @@ async def upload(request: web.Request) -> web.Response:
     app = request.app
     texts, settings, clock = app[keys.TEXTS], app[keys.SETTINGS], app[keys.CLOCK]
     number = request.match_info["number"]
-    found = await _visible_case(request, number)
+    found = await case_for_action(request, number, ACTION)
     if isinstance(found, web.Response):
         return found
     operator = session_of(request).operator
-    if not roles.may(operator, ACTION):
-        await audit(request, ACTION, outcome="refused", target=number)
-        return message_page(request, texts("console.forbidden"), 403)
     form = await request.post()
     kind, field = str(form.get("kind", "")), form.get("file")
     try:
@@ -50,7 +47,7 @@ async def upload(request: web.Request) -> web.Response:
     except case_files.FileRefused as exc:
         message = refusal(texts, exc)
         await audit(request, ACTION, outcome="failed", target=number, detail=f"{kind}: {message}")
-        return await _render_case(request, found, error=message, status=400)
+        return await render_case(request, found, error=message, status=400)
     now = clock.now()
     async with app[keys.STORE].write() as tx:
         file_id = await case_files.record(tx, found.id, kind, saved, by=operator.name, now=now)
@@ -73,13 +70,13 @@ async def download(request: web.Request) -> web.StreamResponse:
     attachment with the type the row records (checked from the bytes when it was uploaded)."""
     app = request.app
     number = request.match_info["number"]
-    found = await _visible_case(request, number)
+    found = await visible_case(request, number)
     if isinstance(found, web.Response):
         return found
     file_id = int(request.match_info["id"])
     async with app[keys.STORE].read() as tx:
         chosen = next((f for f in await case_files.for_case(tx, found.id) if f.id == file_id), None)
-    path = await asyncio.to_thread(_inside_store, app[keys.SETTINGS].media.store_dir, chosen.path if chosen else None)
+    path = await asyncio.to_thread(inside_store, app[keys.SETTINGS].media.store_dir, chosen.path if chosen else None)
     if chosen is None or path is None:
         return message_page(request, app[keys.TEXTS]("console.not_found"), 404)
     await audit(request, "file_download", target=number, detail=f"id={file_id}")

@@ -11,7 +11,7 @@ from aiohttp import web
 
 from bot.console import actions, keys, roles
 from bot.console.auth import audit, message_page, see_other, session_of
-from bot.console.cases import _render_case, _visible_case
+from bot.console.cases import case_for_action, render_case
 from bot.console.pages import render
 from bot.services import case_files, inbox, lifecycle, longrun, operators, privacy
 
@@ -49,24 +49,21 @@ async def commit_close(request: web.Request) -> web.Response:
     app = request.app
     texts, settings, clock = app[keys.TEXTS], app[keys.SETTINGS], app[keys.CLOCK]
     number = request.match_info["number"]
-    found = await _visible_case(request, number)
+    found = await case_for_action(request, number, "commit_close")
     if isinstance(found, web.Response):
         return found
     operator = session_of(request).operator
-    if not roles.may(operator, "commit_close"):
-        await audit(request, "commit_close", outcome="refused", target=number)
-        return message_page(request, texts("console.forbidden"), 403)
     form = await request.post()
     upload, note = form.get("file"), str(form.get("note") or "").strip() or None
     if not isinstance(upload, web.FileField):
         await audit(request, "commit_close", outcome="failed", target=number, detail="no file")
-        return await _render_case(request, found, error=texts("longrun.commitment_required"), status=400)
+        return await render_case(request, found, error=texts("longrun.commitment_required"), status=400)
     try:
         saved = await asyncio.to_thread(_save, upload, settings)
     except case_files.FileRefused as exc:
         message = texts(f"case_file.{exc.key}", **exc.values)
         await audit(request, "commit_close", outcome="failed", target=number, detail=message)
-        return await _render_case(request, found, error=message, status=400)
+        return await render_case(request, found, error=message, status=400)
     try:
         async with app[keys.STORE].write() as tx:
             await longrun.commit_close(
@@ -85,5 +82,5 @@ async def commit_close(request: web.Request) -> web.Response:
         await audit(request, "commit_close", outcome="failed", target=number, detail=str(exc))
         async with app[keys.STORE].read() as tx:
             fresh = await inbox.case_file(tx, number)
-        return await _render_case(request, fresh or found, error=str(exc), status=409)
+        return await render_case(request, fresh or found, error=str(exc), status=409)
     return see_other(str(app.router["case"].url_for(number=number).with_query(done="commit_close")))
