@@ -23,6 +23,7 @@ from bot.texts import Texts
 from bot.wechat.api import DatabaseTokenStore, WeChatAPI
 from bot.wechat.fake import FakeWeChat
 from bot.wechat.webhook import Webhook
+from storage import migrate
 from storage.db import Database
 from storage.fast import open_store
 
@@ -64,6 +65,25 @@ def qrcode_image_base(settings: Settings, api_base: str | None = None) -> str:
 
 
 async def healthz(_request: web.Request) -> web.Response:
+    """The process is alive (it answers); says nothing of the database — that is /readyz."""
+    return web.json_response({"status": "ok"})
+
+
+READY_HEADS = web.AppKey("ready_heads", frozenset)
+
+
+async def readyz(request: web.Request) -> web.Response:
+    """Ready to serve: the database answers and its schema is at this code's migration head. 503 otherwise,
+    with the reason, so a load balancer stops sending WeChat's pushes to an instance that would fail them."""
+    try:
+        async with request.app[STORE].read() as tx:
+            current = {row[0] for row in await tx.all("SELECT version_num FROM alembic_version")}
+    except Exception as exc:  # unreachable, refused, no such table: all mean "not ready"
+        return web.json_response({"status": "unavailable", "database": type(exc).__name__}, status=503)
+    wanted = request.app[READY_HEADS]
+    if current != wanted:
+        body = {"status": "unavailable", "migrations": {"database": sorted(current), "code": sorted(wanted)}}
+        return web.json_response(body, status=503)
     return web.json_response({"status": "ok"})
 
 
@@ -88,7 +108,8 @@ def build_app(
     app[SETTINGS], app[DB], app[STORE], app[INTAKE] = settings, db, store, intake
     # Polls' distribution, reminders and closing: durable rows, fired by the scheduler's tick.
     app[POLLS] = PollWorker(store, clock, settings, texts)
-    app.add_routes([web.get("/healthz", healthz), *Webhook(settings, intake).routes()])
+    app[READY_HEADS] = frozenset(migrate.heads())
+    app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), *Webhook(settings, intake).routes()])
     app.add_subapp(CONSOLE_PREFIX + "/", console.build(store=store, settings=settings, texts=texts, clock=clock))
     # The JSON API and Open311 GeoReport v2 for other city platforms, with API tokens (bot/api/).
     parts = {"store": store, "settings": settings, "texts": texts, "clock": clock}

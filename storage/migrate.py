@@ -46,3 +46,10 @@ def pending(url: str) -> list[str]:
             await db.dispose()
 
     return sorted(heads - asyncio.run(_current()))
+
+
+def heads() -> set[str]:
+    """The head revisions of the migrations shipped with this code (no database needed)."""
+    from alembic.script import ScriptDirectory
+
+    return set(ScriptDirectory.from_config(alembic_config("sqlite://")).get_heads())
