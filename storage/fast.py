@@ -63,6 +63,15 @@ def unjs(value: Any) -> Any:
     return json.loads(value) if isinstance(value, str | bytes) else value
 
 
+def in_list(tx: Tx, ids: list[int], name: str = "i") -> tuple[str, dict[str, Any]]:
+    """What goes inside `IN (…)` for these ids, and its parameters. SQLite: `:i0, :i1, …`. PostgreSQL: one
+    array parameter, so that the statement's text is the same whatever the number of ids — asyncpg prepares
+    each new text (a round trip and a plan), which made an outbox flush of 200 rows cost ~20 ms instead of ~2."""
+    if tx.is_sqlite:
+        return ", ".join(f":{name}{n}" for n in range(len(ids))), {f"{name}{n}": v for n, v in enumerate(ids)}
+    return f"SELECT unnest(CAST(:{name} AS integer[]))", {name: list(ids)}
+
+
 # ---- SQLite ----------------------------------------------------------------------------------------------
 
 _SQLITE_TS = "%Y-%m-%d %H:%M:%S.%f"  # what SQLAlchemy's SQLite DateTime writes and reads back

@@ -14,11 +14,6 @@ from bot.services.polls import Poll, PollError
 from bot.wechat.inbound import Inbound
 
 
-def _after(ctx: Ctx, key: str, word: str) -> str | None:
-    prefix = next((w for w in sorted(ctx.texts.words(key), key=len, reverse=True) if word.startswith(w)), None)
-    return None if prefix is None else word[len(prefix) :]
-
-
 async def handle(ctx: Ctx, msg: Inbound) -> str | None:
     word = words(msg)
     if not word:
@@ -36,13 +31,17 @@ async def handle(ctx: Ctx, msg: Inbound) -> str | None:
         return await _my_polls(ctx, worker)
     if word in ctx.texts.words("words.worker_help"):
         return ctx.texts("poll.worker_help", name=worker.name)
-    if (rest := _after(ctx, "words.results", word)) is not None and rest.strip() and resident.command_with(word, rest):
+    if (
+        (rest := resident.after(ctx, "words.results", word)) is not None
+        and rest.strip()
+        and resident.command_with(word, rest)
+    ):
         # Their own polls' results at any time; anyone else's as a resident may see them.
         poll = await _own(ctx, worker, rest)
         return await poll_handler.results_command(ctx, rest, staff=not isinstance(poll, str))
-    if (rest := _after(ctx, "words.close_poll", word)) is not None:
+    if (rest := resident.after(ctx, "words.close_poll", word)) is not None:
         return await _close(ctx, worker, rest)
-    if (rest := _after(ctx, "words.door_vote", word)) is not None:
+    if (rest := resident.after(ctx, "words.door_vote", word)) is not None:
         return await _door_vote(ctx, worker, rest)
     return None
 

@@ -68,13 +68,27 @@ async def all_areas(tx: Tx) -> list[Area]:
     return sorted(found, key=lambda a: a.path)
 
 
+async def _with_path(tx: Tx, row) -> Area:
+    """The node with its path, read up through its parents (at most three: the tree has four levels) rather
+    than the whole tree — a poster scan or a resident's grid needs one node, not thousands."""
+    names, parent = [row["name"]], row["parent_id"]
+    while parent is not None:
+        up = await tx.one("SELECT name, parent_id FROM areas WHERE id = :id", id=parent)
+        if up is None:
+            break
+        names.append(up["name"])
+        parent = up["parent_id"]
+    return _area(row, "/".join(reversed(names)))
+
+
 async def get(tx: Tx, area_id: int) -> Area | None:
-    return next((a for a in await all_areas(tx) if a.id == area_id), None)
+    row = await tx.one(f"SELECT {_COLUMNS} FROM areas WHERE id = :id", id=area_id)
+    return None if row is None else await _with_path(tx, row)
 
 
 async def by_code(tx: Tx, code: str) -> Area | None:
     row = await tx.one(f"SELECT {_COLUMNS} FROM areas WHERE code = :code", code=code)
-    return None if row is None else await get(tx, row["id"])
+    return None if row is None else await _with_path(tx, row)
 
 
 async def find(tx: Tx, ref: str) -> Area | None:

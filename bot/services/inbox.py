@@ -15,7 +15,7 @@ from datetime import datetime
 
 from bot.services import areas, deadlines, privacy
 from bot.services.cases import LedgerEntry
-from storage.fast import Tx, unjs
+from storage.fast import Tx, in_list, unjs
 
 # The deadline of the clock a case has running: acceptance while pending, handling after. The same text as the
 # expression of ix_cases_due (storage/models.py), so that both databases' planners use that index.
@@ -83,13 +83,11 @@ def _escape_like(text: str) -> str:
 def ids_in(tx: Tx, column: str, ids: list[int], name: str) -> tuple[str, dict]:
     """SQL true where `column` is one of these ids, and its parameters. SQLite: a named parameter each.
     PostgreSQL: one array parameter, so that the statement's text is the same whatever the number of ids
-    (asyncpg prepares each new text: bot/notify.py `_in_list`)."""
+    (storage.fast.in_list)."""
     if not ids:
         return "1 = 0", {}
-    if tx.is_sqlite:
-        names = {f"{name}{n}": v for n, v in enumerate(ids)}
-        return f"{column} IN ({', '.join(':' + k for k in names)})", names
-    return f"{column} IN (SELECT unnest(CAST(:{name} AS integer[])))", {name: list(ids)}
+    listed, params = in_list(tx, list(ids), name)
+    return f"{column} IN ({listed})", params
 
 
 async def _area_condition(tx: Tx, tree: list[areas.Area], area: int, limit: int) -> tuple[str, dict]:

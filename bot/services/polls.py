@@ -25,7 +25,7 @@ from bot.config import PollSettings, PushSettings
 from bot.services import outbox, residents
 from bot.services.areas import Area, all_areas, grids_under
 from bot.texts import Texts
-from storage.fast import Tx, js, unjs
+from storage.fast import Tx, in_list, js, unjs
 
 MIN_OPTIONS, MAX_OPTIONS = 2, 10
 OPTION_CHARS = 20
@@ -656,7 +656,7 @@ async def distribute_some(
 
     Paged by resident id, not by "has no recipient row yet": that anti-join grew with every chunk, and on
     PostgreSQL, without statistics for the recipients it was writing, cost a second a chunk at 10,000."""
-    grid_list, grid_params = _ids_in(tx, list(poll.grid_ids))
+    grid_list, grid_params = in_list(tx, list(poll.grid_ids), "g")
     rows = await tx.all(
         "SELECT r.id, r.openid, r.last_message_at, r.last_event_at, r.cs_sent_since_message, r.cs_sent_since_event "
         f"FROM residents r WHERE r.grid_id IN ({grid_list}) AND r.subscribed = :yes AND r.id > :after "
@@ -728,12 +728,6 @@ async def remind_some(
             await tx.run("UPDATE poll_recipients SET offered_at = :now WHERE id = :id", now=tx.ts(now), id=r["id"])
         await tx.run("UPDATE poll_recipients SET reminded_at = :now WHERE id = :id", now=tx.ts(now), id=r["id"])
     return len(rows), (rows[-1]["id"] if rows else after)
-
-
-def _ids_in(tx: Tx, ids: list[int]) -> tuple[str, dict]:
-    if tx.is_sqlite:
-        return ", ".join(f":g{n}" for n in range(len(ids))), {f"g{n}": v for n, v in enumerate(ids)}
-    return "SELECT unnest(CAST(:grids AS integer[]))", {"grids": ids}
 
 
 def area_label(tree: list[Area], ids: tuple[int, ...] | list[int]) -> str:
