@@ -63,26 +63,26 @@ class OptionsField:
 
 
 DEFAULT_SETTINGS = {"max_choices": 1, "anonymous": True, "live_results": True, "allow_change": True, "notify": False}
-# Each phrase a grid worker may use and what it sets. Longer phrases first, so 不可改票 is not read as 改票.
+# What each setting's words ([words] in texts.toml, a city may add its own) set.
 _SETTING_WORDS: tuple[tuple[str, str, Any], ...] = (
-    ("不允许改票", "allow_change", False),
-    ("不可改票", "allow_change", False),
-    ("不能改票", "allow_change", False),
-    ("允许改票", "allow_change", True),
-    ("可改票", "allow_change", True),
-    ("结束后公布", "live_results", False),
-    ("截止后公布", "live_results", False),
-    ("结束后公开", "live_results", False),
-    ("随时公布", "live_results", True),
-    ("实时公布", "live_results", True),
-    ("随时查看", "live_results", True),
-    ("不通知结果", "notify", False),
-    ("通知结果", "notify", True),
-    ("告知结果", "notify", True),
-    ("匿名", "anonymous", True),
-    ("实名", "anonymous", False),
-    ("单选", "max_choices", 1),
+    ("words.poll_no_change", "allow_change", False),
+    ("words.poll_may_change", "allow_change", True),
+    ("words.poll_after_close", "live_results", False),
+    ("words.poll_live", "live_results", True),
+    ("words.poll_no_notify", "notify", False),
+    ("words.poll_notify", "notify", True),
+    ("words.poll_anonymous", "anonymous", True),
+    ("words.poll_named", "anonymous", False),
+    ("words.poll_single", "max_choices", 1),
 )
+
+
+def _setting_phrases(ctx: Ctx) -> list[tuple[str, str, Any]]:
+    """Every phrase with what it sets, longest first, so 不可改票 is not read as 可改票."""
+    phrases = [(w, key, value) for words_key, key, value in _SETTING_WORDS for w in ctx.texts.words(words_key)]
+    return sorted(phrases, key=lambda p: len(p[0]), reverse=True)
+
+
 _MULTIPLE = re.compile(r"多选(?:[，,\s]*最多)?\s*(\d{1,2})?\s*项?|最多选?\s*(\d{1,2})\s*项")
 
 
@@ -111,7 +111,7 @@ class SettingsField:
             if not 2 <= value["max_choices"] <= count:
                 raise Invalid(ctx.texts("poll.dialog.max_invalid", count=count))
             rest = rest[: found.start()] + " " + rest[found.end() :]
-        for phrase, key, setting in _SETTING_WORDS:
+        for phrase, key, setting in _setting_phrases(ctx):
             if phrase in rest:
                 value[key] = setting
                 rest = rest.replace(phrase, " ")
