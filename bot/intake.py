@@ -5,8 +5,10 @@
   runs joins that attempt; one that arrives later finds the stored answer.
 - Deadline: the webhook waits at most the reply budget. If the work is not done by then, the message is marked
   deferred and its answer goes out as a customer-service message through the outbox instead of the reply.
-- Order: a per-resident lock; different residents run in parallel (on SQLite their write transactions still take
-  turns, which is what keeps them correct).
+- Order: a per-resident lock in the process, and on PostgreSQL a per-resident advisory lock in the database, so
+  several instances behind one load balancer still handle one resident's messages one at a time; different
+  residents run in parallel (on SQLite their write transactions still take turns, which is what keeps them
+  correct).
 """
 
 from __future__ import annotations
@@ -113,7 +115,9 @@ class Intake:
 
     async def _handle_once(self, job: _Job) -> str | None:
         msg = job.msg
-        async with self.store.write() as tx:
+        # The lock above orders one resident's messages within this process; `serial` orders them across
+        # instances, so a retry another instance is still handling waits for it and then finds its answer.
+        async with self.store.write(serial=msg.openid) as tx:
             existing = await tx.one(_STORED, key=msg.dedupe_key)
             if existing is not None:
                 return _answer_of(existing)

@@ -147,7 +147,9 @@ class SqliteStore:
             pause = min(pause * 2, 0.05)
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[Tx]:
+    async def write(self, serial: str | None = None) -> AsyncIterator[Tx]:
+        """`serial`: transactions naming the same key run one after another. Here every write transaction
+        already does (BEGIN IMMEDIATE), so the key needs nothing more."""
         async with self._lock:  # one transaction at a time on the loop's connection
             await self._begin(self._writer, "BEGIN IMMEDIATE")
             try:
@@ -255,6 +257,10 @@ class _PgTx(Tx):
 class PgStore:
     is_sqlite = False
 
+    # How long a transaction waits for another one holding the same serial key (then it fails and is retried
+    # by whoever called it: WeChat, for an inbound message).
+    lock_timeout = "10s"
+
     def __init__(self, dsn: str, pool_size: int):
         self.dsn = dsn
         self.pool_size = pool_size
@@ -269,12 +275,23 @@ class PgStore:
         return self._pool
 
     @asynccontextmanager
-    async def write(self) -> AsyncIterator[Tx]:
+    async def write(self, serial: str | None = None) -> AsyncIterator[Tx]:
+        """`serial`: transactions naming the same key, from any process on this database, run one after
+        another — a transaction-scoped advisory lock taken first, released by the commit or rollback (or by
+        the server when a crashed instance's connection drops). Keys that hash alike merely take turns."""
+        pool = await self._get_pool()
+        async with pool.acquire() as conn, conn.transaction():
+            if serial is not None:
+                # One round trip: a bounded wait (a stuck holder must not pin this connection for ever), then
+                # the lock.
+                await conn.execute(_SERIAL, self.lock_timeout, serial)
+            yield _PgTx(conn)
+
+    @asynccontextmanager
+    async def read(self) -> AsyncIterator[Tx]:
         pool = await self._get_pool()
         async with pool.acquire() as conn, conn.transaction():
             yield _PgTx(conn)
-
-    read = write
 
     async def optimize(self) -> None:
         """PostgreSQL's autovacuum keeps the statistics: nothing to do."""
@@ -283,6 +300,11 @@ class PgStore:
         if self._pool is not None:
             await self._pool.close()
 
+
+# Advisory locks are keyed by two int4: a namespace, so frontdoor's keys never meet another application's,
+# and the key's hash.
+_SERIAL_NAMESPACE = 0x46440001
+_SERIAL = f"SELECT set_config('lock_timeout', $1, true), pg_advisory_xact_lock({_SERIAL_NAMESPACE}, hashtext($2))"
 
 Store = SqliteStore | PgStore
 

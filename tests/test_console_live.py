@@ -117,3 +117,48 @@ async def test_signing_out_ends_the_stream_and_nothing_more_is_sent(harness):
             rest = await stream.resp.content.read()
         assert b"o_after_logout" not in rest and b"event: case" not in rest
         assert cookie  # (the session's cookie existed while the stream was open)
+
+
+async def _copy_case(tx, number: str, new_number: str) -> None:
+    """A second case like `number`, inserted in `tx` (its id is taken now, whenever `tx` commits)."""
+    columns = [
+        r["column_name"]
+        for r in await tx.all(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'cases' "
+            "AND table_schema = current_schema() AND column_name NOT IN ('id', 'number') ORDER BY ordinal_position"
+        )
+    ]
+    listed = ", ".join(columns)
+    await tx.run(
+        f"INSERT INTO cases (number, {listed}) SELECT :new, {listed} FROM cases WHERE number = :n",
+        new=new_number,
+        n=number,
+    )
+
+
+async def test_a_case_committed_after_a_later_one_is_still_announced(pg_url, clock):
+    """On PostgreSQL ids are taken at insert and become visible at commit: with several instances writing, case
+    11 can be seen before case 10. The feed must not step over 10 for good."""
+    from bot.app import STORE
+    from tests.conftest import start_harness
+
+    async with start_harness(pg_url, clock) as h:
+        await add_operator(h, "张科员", "dispatcher")
+        first = await filed(h, "o_live_gap")
+        async with Staff(h) as staff:
+            await staff.login("张科员")
+            stream = await open_stream(staff)
+            store = h.app[STORE]
+            slow = store.write()
+            tx = await slow.__aenter__()
+            try:
+                await _copy_case(tx, first, "SLOW-1")  # takes the lower id, commits last
+                async with store.write() as quick:
+                    await _copy_case(quick, first, "QUICK-2")
+                kind, data = await stream.next()
+                assert (kind, data["number"]) == ("case", "QUICK-2")
+            finally:
+                await slow.__aexit__(None, None, None)
+            event = await stream.next()
+            assert event is not None and (event[0], event[1]["number"]) == ("case", "SLOW-1")
+            stream.resp.close()

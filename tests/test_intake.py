@@ -101,6 +101,43 @@ async def test_one_residents_messages_run_in_order_others_in_parallel(store, clo
     assert overlap or store.is_sqlite
 
 
+async def test_one_residents_messages_take_turns_across_two_instances(store, db_url, clock, settings):
+    """Behind a load balancer one resident's messages land on both instances: they must still run one at a
+    time (on PostgreSQL a per-resident advisory lock; SQLite's single writer does it by itself), while
+    different residents run in parallel."""
+    from storage.fast import open_store
+
+    other = open_store(db_url)
+    running: set[str] = set()
+    overlaps: list[str] = []
+    both = False
+
+    async def handler(ctx, msg):
+        nonlocal both
+        if ctx.openid in running:
+            overlaps.append(ctx.openid)
+        running.add(ctx.openid)
+        both = both or len(running) > 1
+        await asyncio.sleep(random.uniform(0.005, 0.02))
+        running.discard(ctx.openid)
+        return msg.text
+
+    a = Intake(store, handler, clock=clock, settings=settings, texts=Texts())
+    b = Intake(other, handler, clock=clock, settings=settings, texts=Texts())
+    try:
+        msgs = [
+            Inbound(openid=f"o_{p}", kind="text", created=1, msg_id=p * 100 + i, text=str(i))
+            for i in range(8)
+            for p in range(3)
+        ]
+        replies = await asyncio.gather(*((a if n % 2 else b).process(m, 5) for n, m in enumerate(msgs)))
+    finally:
+        await other.close()
+    assert replies == [m.text for m in msgs]
+    assert overlaps == []
+    assert both or store.is_sqlite
+
+
 async def test_concurrent_submissions_get_distinct_sequential_numbers(harness):
     residents = [harness.resident(f"o_c{i}") for i in range(12)]
 

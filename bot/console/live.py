@@ -5,6 +5,10 @@ One poller per process reads the database once a second while anyone is connecte
 messages by id, failed outbox rows by the set of those seen — and hands each event to every connected operator
 allowed to see its case. Reading the database, rather than hooking the webhook, keeps the hot path as it is and
 shows events that arrived through any instance of frontdoor.
+
+Ids are handed out when a row is inserted, not when it is committed: on PostgreSQL, with several connections
+(or instances) writing, id 11 can be visible while id 10's transaction has yet to commit. So the cursor keeps
+the ids it skipped and looks for them again for a while (IdCursor) instead of passing them for ever.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -21,11 +26,17 @@ from bot.console import auth, keys, roles
 from bot.console.auth import session_of
 from bot.services import conversation, inbox, operators, privacy
 from bot.services.operators import Operator
-from storage.fast import unjs
+from storage.fast import in_list, unjs
 
 log = logging.getLogger(__name__)
 
 POLL_SECONDS = 1.0
+BATCH = 200
+# A skipped id is looked for this long: longer than any transaction that inserts a case or a message (the
+# webhook's budget is 5 s); after that its transaction rolled back and the id will never appear.
+GAP_SECONDS = 60.0
+# A jump of more ids than this (a sequence moving on after a crash) is not a set of transactions in flight.
+GAP_MAX = 1000
 KEEPALIVE_SECONDS = 15.0
 FAILED_SEEN_LIMIT = 500
 # Event fields that hold what a resident typed (phone numbers in them are hidden from some roles).
@@ -44,6 +55,34 @@ class Event:
         return self.number is not None and roles.sees_case(operator, self.lead_unit, self.co_units)
 
 
+class IdCursor:
+    """Where a reader of an append-only table has got to: the highest id seen, and the lower ids not yet seen
+    that may still be committed."""
+
+    def __init__(self, last: int):
+        self.last = last
+        self.gaps: dict[int, float] = {}  # id → when first missed (monotonic)
+
+    def where(self, tx) -> tuple[str, dict]:
+        if not self.gaps:
+            return "id > :last", {"last": self.last}
+        listed, params = in_list(tx, sorted(self.gaps), "gap")
+        return f"(id > :last OR id IN ({listed}))", {"last": self.last, **params}
+
+    def saw(self, ids: list[int], now: float) -> None:
+        """`ids`: what one look returned, in id order."""
+        for row_id in ids:
+            if row_id in self.gaps or row_id <= self.last:
+                self.gaps.pop(row_id, None)
+                continue
+            if row_id - self.last - 1 <= GAP_MAX:
+                self.gaps.update(dict.fromkeys(range(self.last + 1, row_id), now))
+            self.last = row_id
+        for row_id, since in list(self.gaps.items()):
+            if now - since > GAP_SECONDS:
+                del self.gaps[row_id]
+
+
 @dataclass(eq=False)  # each listener is its own: kept in a set by identity
 class _Listener:
     operator: Operator
@@ -55,7 +94,7 @@ class LiveFeed:
         self.app = app
         self.listeners: set[_Listener] = set()
         self._task: asyncio.Task | None = None
-        self._cursor: dict[str, int] | None = None
+        self._cursor: dict[str, IdCursor] | None = None
         self._failed: set[int] = set()
 
     # --- listeners ------------------------------------------------------------------------------------------
@@ -109,18 +148,21 @@ class LiveFeed:
         async with self.app[keys.STORE].read() as tx:
             if self._cursor is None:
                 self._cursor = {
-                    "case": await tx.val("SELECT COALESCE(MAX(id), 0) FROM cases"),
-                    "inbound": await tx.val("SELECT COALESCE(MAX(id), 0) FROM inbound_messages"),
+                    "case": IdCursor(await tx.val("SELECT COALESCE(MAX(id), 0) FROM cases")),
+                    "inbound": IdCursor(await tx.val("SELECT COALESCE(MAX(id), 0) FROM inbound_messages")),
                 }
                 self._failed = set(await self._failed_ids(tx))
                 return []
             events: list[Event] = []
-            for r in await tx.all(
+            cases, now = self._cursor["case"], time.monotonic()
+            where, params = cases.where(tx)
+            rows = await tx.all(
                 "SELECT id, number, category, place_label, description, status, lead_unit, co_units, created_at "
-                "FROM cases WHERE id > :last ORDER BY id LIMIT 200",
-                last=self._cursor["case"],
-            ):
-                self._cursor["case"] = r["id"]
+                f"FROM cases WHERE {where} ORDER BY id LIMIT {BATCH}",
+                **params,
+            )
+            cases.saw([r["id"] for r in rows], now)
+            for r in rows:
                 data = {
                     "number": r["number"],
                     "category": r["category"],
@@ -133,11 +175,13 @@ class LiveFeed:
                 events.append(Event("case", r["number"], r["lead_unit"], tuple(unjs(r["co_units"]) or ()), data))
             # A case new in this look is news already: the messages that filed it are not news about it.
             told = {event.number for event in events}
-            for r in await tx.all(
-                "SELECT id, openid, msg_type FROM inbound_messages WHERE id > :last ORDER BY id LIMIT 200",
-                last=self._cursor["inbound"],
-            ):
-                self._cursor["inbound"] = r["id"]
+            inbound = self._cursor["inbound"]
+            where, params = inbound.where(tx)
+            rows = await tx.all(
+                f"SELECT id, openid, msg_type FROM inbound_messages WHERE {where} ORDER BY id LIMIT {BATCH}", **params
+            )
+            inbound.saw([r["id"] for r in rows], now)
+            for r in rows:
                 if r["msg_type"] not in conversation.WRITTEN:
                     continue
                 case = await _latest_case(tx, r["openid"])
