@@ -303,6 +303,9 @@ def parser() -> argparse.ArgumentParser:
         help="encryption (default: safe when an EncodingAESKey is set)",
     )
     chat.set_defaults(func=cmd_chat)
+    from bot.fake_cli import register as register_fake
+
+    register_fake(sub, _settings)  # fake-wechat: one fake WeChat API for several serve instances
     return p
 
 
