@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import os
 import random
 import re
 import sys
@@ -33,7 +35,7 @@ import aiohttp
 from wechatpy.crypto import PrpCrypto, WeChatCrypto
 from yarl import URL
 
-from bot.config import Settings
+from bot.config import Settings, load_settings
 from bot.texts import Texts
 from bot.wechat.protocol import signature
 from bot.wechat.simulator import ACCOUNT, ReplyError, Signed, WeChatServer, nonce, text_xml
@@ -65,12 +67,14 @@ class Request:
 class Wire:
     """Signs and encrypts a message as WeChat does (safe mode) and opens the passive reply."""
 
-    def __init__(self, settings: Settings, webhook_url: str):
+    def __init__(self, settings: Settings, webhook_url: str | list[str]):
         wx = settings.wechat
         self.token, self.app_id = wx.token, wx.app_id
         self.prp = PrpCrypto(WeChatCrypto(wx.token, wx.encoding_aes_key, wx.app_id).key)
         self.reference = WeChatServer(wx.token, wx.app_id, wx.encoding_aes_key, mode="safe")
-        self.webhook_url = webhook_url
+        # Several URLs (instances behind a balancer, bench/cluster.py) take the requests in turn, as nginx's
+        # round robin does: one resident's messages land on every instance.
+        self.urls = itertools.cycle([webhook_url] if isinstance(webhook_url, str) else webhook_url)
 
     def sign(self, openid: str, text: str) -> Request:
         return self.sign_xml(openid, text_xml(openid, text), text)
@@ -88,7 +92,7 @@ class Wire:
             "msg_signature": signature(self.token, ts, n, encrypted),
         }
         body = f"<xml><ToUserName><![CDATA[{ACCOUNT}]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
-        return Request(text, URL(f"{self.webhook_url}?{urlencode(query)}", encoded=True), body.encode())
+        return Request(text, URL(f"{next(self.urls)}?{urlencode(query)}", encoded=True), body.encode())
 
     def open(self, status: int, body: str) -> str | None:
         """The reply's text; None for `success`/empty. Raises ReplyError on anything WeChat would reject."""
@@ -184,7 +188,8 @@ class Window:
 class Generator:
     def __init__(self, args: argparse.Namespace):
         self.args = args
-        self.settings = Settings()
+        # The account's settings as the servers have them (FRONTDOOR_* in the environment; defaults otherwise).
+        self.settings = load_settings(path=os.devnull)
         self.wire = Wire(self.settings, args.url)
         self.script = DialogScript(self.settings)
         self.openids = [f"o_bench_{args.run_id}_{i:04d}" for i in range(args.first, args.first + args.residents)]
@@ -372,7 +377,12 @@ class Generator:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--url", required=True, help="the webhook URL, e.g. http://127.0.0.1:8080/wechat")
+    p.add_argument(
+        "--url",
+        required=True,
+        action="append",
+        help="the webhook URL, e.g. http://127.0.0.1:8080/wechat (repeat: in turn)",
+    )
     p.add_argument("--mode", choices=["dialog", "echo"], required=True)
     p.add_argument("--residents", type=int, default=64)
     p.add_argument("--first", type=int, default=0, help="index of the first resident (several generators)")

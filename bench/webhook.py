@@ -181,24 +181,25 @@ def run_phase(
     procs: Processes,
     name: str,
     *,
-    url: str,
+    url: str | list[str],
     mode: str,
     server: str,
     args: argparse.Namespace,
     run_id: str,
     py_spy: str | None = None,
+    env: dict[str, str] | None = None,
+    more_servers: tuple[str, ...] = (),
 ) -> Phase:
     """Drive one server with the generator processes for warm-up + duration; returns what they measured."""
     gens = max(1, min(args.generators, args.residents))
     shares = [args.residents // gens + (i < args.residents % gens) for i in range(gens)]
-    env = _child_env()
+    env = env or _child_env()
     generators: dict[str, subprocess.Popen] = {}
     first = 0
     for i, share in enumerate(shares):
         seconds = args.warmup + args.duration
         presign = min(PRESIGN_RATE[mode] * seconds / gens, PRESIGN_MAX) / share
         options = {
-            "--url": url,
             "--mode": mode,
             "--residents": share,
             "--first": first,
@@ -206,7 +207,8 @@ def run_phase(
             "--presign": int(presign),
             "--timeout": args.timeout,
         }
-        cmd = [sys.executable, "-m", "bench.loadgen", *(str(part) for pair in options.items() for part in pair)]
+        urls = [f"--url={u}" for u in ([url] if isinstance(url, str) else url)]
+        cmd = [sys.executable, "-m", "bench.loadgen", *urls, *(str(part) for pair in options.items() for part in pair)]
         gen_name = f"{name}-generator-{i + 1}"
         generators[gen_name] = procs.start(gen_name, cmd, cwd=ROOT, env=env, pipes=True)
         first += share
@@ -220,6 +222,7 @@ def run_phase(
         proc.stdin.write(f"go {t0} {start} {end}\n")
         proc.stdin.flush()
     pids = {"server": procs.running[server].pid, "bench": os.getpid()}
+    pids.update({name: procs.running[name].pid for name in more_servers})
     pids.update({gen_name: proc.pid for gen_name, proc in generators.items()})
     _sleep_until(start)
     before = CpuSnapshot.take(pids)

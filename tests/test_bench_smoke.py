@@ -35,3 +35,10 @@ def test_polls_bench_runs():
     checks = [line for line in out.splitlines() if line.rstrip().endswith(("PASS", "FAIL"))]
     assert len(checks) == 4 and all(line.rstrip().endswith("PASS") for line in checks), out[-3000:]
     assert "1. 接受: 67 (expected 67)" in out and "ballots 200" in out
+
+
+def test_cluster_bench_runs():
+    out = run("bench.cluster", "--residents", "4", "--duration", "1", "--warmup", "1")
+    checks = [line for line in out.splitlines() if line.startswith("exactly-once")]
+    assert len(checks) == 2 and all(line.rstrip().endswith("PASS") for line in checks), out[-3000:]
+    assert "two / one" in out

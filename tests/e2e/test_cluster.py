@@ -294,7 +294,8 @@ async def _drive(http, wechat: WeChatServer, base: dict, fake: str, cluster: Clu
     await asyncio.gather(*(resident(n) for n in range(RESIDENTS)))
     await chaos_task
     print(
-        f"cluster run: {run.sent} messages, {run.retries_agreed} doubled deliveries agreed, {run.failed_over} failed over, {len(run.through_b)} cases via B"
+        f"cluster run: {run.sent} messages, {run.retries_agreed} doubled deliveries agreed, "
+        f"{run.failed_over} failed over, {len(run.through_b)} cases via B"
     )
     return run
 
