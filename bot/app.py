@@ -16,7 +16,9 @@ from bot.config import Settings
 from bot.console import app as console
 from bot.intake import Intake
 from bot.media import MediaWorker
+from bot.metrics import watch_scheduler
 from bot.notify import OutboxWorker
+from bot.observability import add_metrics_route, install_request_ids
 from bot.router import route
 from bot.services.poll_jobs import PollWorker
 from bot.texts import Texts
@@ -110,6 +112,9 @@ def build_app(
     app[POLLS] = PollWorker(store, clock, settings, texts)
     app[READY_HEADS] = frozenset(migrate.heads())
     app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), *Webhook(settings, intake).routes()])
+    # Every log record of a request carries its id (nginx's X-Request-Id); /metrics for Prometheus.
+    install_request_ids(app)
+    add_metrics_route(app, settings.metrics, store, clock)
     app.add_subapp(CONSOLE_PREFIX + "/", console.build(store=store, settings=settings, texts=texts, clock=clock))
     # The JSON API and Open311 GeoReport v2 for other city platforms, with API tokens (bot/api/).
     parts = {"store": store, "settings": settings, "texts": texts, "clock": clock}
@@ -186,6 +191,7 @@ def build_app(
             app[POLLS].tick, "interval", seconds=settings.polls.tick_seconds, max_instances=1, coalesce=True, id="polls"
         )
         sched.add_job(intake.purge, "interval", hours=1, max_instances=1, coalesce=True, id="housekeeping")
+        watch_scheduler(sched)
         sched.start()
         yield
         sched.shutdown(wait=False)

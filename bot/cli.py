@@ -4,18 +4,21 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import sys
 from collections.abc import Sequence
 from dataclasses import replace
 
-from bot.config import ConfigError, Settings, load_settings
+from bot import logs
+from bot.config import ConfigError, LoggingSettings, Settings, load_settings
 from bot.texts import Texts
 from storage.db import sqlite_file
 
 
 def _settings(args) -> Settings:
-    return load_settings(args.config)
+    settings = load_settings(args.config)
+    # Every command loads its settings here, so each logs as [logging] says from then on.
+    logs.configure(settings.logging)
+    return settings
 
 
 def _texts(settings: Settings) -> Texts:
@@ -310,9 +313,8 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    for noisy in ("apscheduler", "alembic", "aiohttp.access"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # The defaults until a command has read its settings ([logging]).
+    logs.configure(LoggingSettings())
     args = parser().parse_args(argv)
     try:
         return args.func(args)

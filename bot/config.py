@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import ipaddress
 import os
 import re
 import tomllib
@@ -308,6 +309,25 @@ class FieldWorkSettings:
 
 
 @dataclass(frozen=True)
+class MetricsSettings:
+    # GET /metrics in the Prometheus text format. It shows case counts: only these client networks (CIDRs) may
+    # read it. Behind a reverse proxy every request comes from the proxy's address, so the proxy must refuse
+    # /metrics from outside itself.
+    enabled: bool = True
+    allow_from: tuple[str, ...] = ("127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+@dataclass(frozen=True)
+class LoggingSettings:
+    # text: one readable line per record (a developer's terminal); json: one JSON object per line (deployments).
+    format: str = "text"
+    level: str = "info"
+
+
+@dataclass(frozen=True)
 class Settings:
     server: ServerSettings = field(default_factory=ServerSettings)
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -327,6 +347,8 @@ class Settings:
     console: ConsoleSettings = field(default_factory=ConsoleSettings)
     polls: PollSettings = field(default_factory=PollSettings)
     fieldwork: FieldWorkSettings = field(default_factory=FieldWorkSettings)
+    metrics: MetricsSettings = field(default_factory=MetricsSettings)
+    logging: LoggingSettings = field(default_factory=LoggingSettings)
 
     @property
     def is_sqlite(self) -> bool:
@@ -524,6 +546,7 @@ def validate(s: Settings) -> None:
     _validate_media(s)
     _validate_console(s.console)
     _validate_polls(s.polls)
+    _validate_observability(s)
     if s.fieldwork.long_running_days < 1 or s.fieldwork.long_running_reopens < 1 or s.fieldwork.max_file_bytes < 1:
         raise ConfigError(
             "setting fieldwork.long_running_days: must be at least 1 (so must long_running_reopens and max_file_bytes)"
@@ -628,6 +651,18 @@ def _validate_polls(p: PollSettings) -> None:
         raise ConfigError("setting polls.tick_seconds: must be greater than 0 (and polls.lease_seconds at least 10)")
     if p.batch_size < 1 or p.chunk_size < 1 or p.invite_hours < 1:
         raise ConfigError("setting polls.batch_size: must be at least 1 (so must chunk_size and invite_hours)")
+
+
+def _validate_observability(s: Settings) -> None:
+    for cidr in s.metrics.allow_from:
+        try:
+            ipaddress.ip_network(cidr.strip())
+        except ValueError:
+            raise ConfigError(f"setting metrics.allow_from: {cidr!r} is not a network (e.g. 10.0.0.0/8)") from None
+    if s.logging.format not in ("text", "json"):
+        raise ConfigError(f"setting logging.format: text or json, got {s.logging.format!r}")
+    if s.logging.level.lower() not in LOG_LEVELS:
+        raise ConfigError(f"setting logging.level: one of {', '.join(LOG_LEVELS)}, got {s.logging.level!r}")
 
 
 def _validate_media(s: Settings) -> None:

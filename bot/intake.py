@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from bot import metrics
 from bot.clock import Clock
 from bot.config import Settings
 from bot.context import Ctx
@@ -77,6 +78,8 @@ class Intake:
             if job.phase == "committing":
                 # The answer exists and is being written as a passive reply; a short wait beats losing it.
                 return await asyncio.shield(job.task)
+            if not job.deferred:  # a retry that joined this job and also gave up is the same fallback
+                metrics.REPLY_DEFERRED.inc()
             job.deferred = True
             log.warning("reply budget exceeded; answer of message %s deferred to the outbox", _ref(key))
             return None
@@ -86,7 +89,8 @@ class Intake:
         async with self.locks.hold(msg.openid):
             for _attempt in range(2):
                 try:
-                    return await self._handle_once(job)
+                    with metrics.counted_on_commit():
+                        return await self._handle_once(job)
                 except Conflict:
                     # Our effects rolled back. If another instance stored this message first, answer as it
                     # did; if some other unique row collided, redo the work once on fresh data.
@@ -95,6 +99,7 @@ class Intake:
                     if row is not None:
                         return _answer_of(row)
                 except Exception:
+                    metrics.HANDLING_ERRORS.inc()
                     log.exception("handling message %s failed", _ref(msg.dedupe_key))
                     break
             else:
@@ -121,6 +126,7 @@ class Intake:
             existing = await tx.one(_STORED, key=msg.dedupe_key)
             if existing is not None:
                 return _answer_of(existing)
+            metrics.when_committed(metrics.INBOUND.labels(metrics.inbound_type(msg.kind, msg.event)).inc)
             ctx = Ctx(tx=tx, clock=self.clock, settings=self.settings, texts=self.texts, openid=msg.openid)
             reply = await self.handler(ctx, msg)
             chunks = split_text(reply, self.settings.webhook.max_text_bytes) if reply else []
@@ -146,6 +152,8 @@ class Intake:
                 text=_said(msg),
                 media_id=msg.media_id,
             )
+        outcome = "deferred" if deferred else "answered"
+        log.debug("message %s (%s) %s", _ref(msg.dedupe_key), msg.event or msg.kind, outcome)
         return None if deferred or not chunks else chunks[0]
 
     async def purge(self) -> int:
@@ -160,7 +168,10 @@ class Intake:
             removed = await conversation.purge(
                 tx, events_before=dedupe_cutoff, messages_before=min(conversation_cutoff, dedupe_cutoff)
             )
-            removed += await drafts.purge(tx, draft_cutoff)
+            expired = await drafts.purge(tx, draft_cutoff)
+        for dialog in expired:
+            metrics.DIALOGS_ABANDONED.labels(dialog, "expired").inc()
+        removed += len(expired)
         await self.store.optimize()
         return removed
 

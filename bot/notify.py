@@ -26,11 +26,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from bot import metrics
 from bot.clock import Clock
 from bot.config import OutboxSettings, PushSettings
 from bot.services import residents, subscriptions
@@ -623,7 +625,7 @@ class OutboxWorker:
         data[p.template_status_field] = {"value": payload.get("status_text") or self.texts("push.status_unknown")}
         data[p.template_text_field] = {"value": _notice_text(row.kind, payload)}
         url = payload.get("url") or (p.template_url.format(number=number) if p.template_url else None)
-        await self.api.send_template(row.openid, template_id, data, url)
+        await _counted("template", self.api.send_template(row.openid, template_id, data, url))
         return SENT
 
     async def _send_subscription(self, row: _Row, state: _Tick) -> _Outcome | str:
@@ -648,7 +650,8 @@ class OutboxWorker:
         p = self.push
         page = payload.get("url") or (p.subscribe_page.format(number=number) if p.subscribe_page else None)
         try:
-            await self.api.send_subscribe(row.openid, template_id, self._subscription_data(row, str(number)), page)
+            data = self._subscription_data(row, str(number))
+            await _counted("subscribe", self.api.send_subscribe(row.openid, template_id, data, page))
         except WeChatAPIError as exc:
             if exc.errcode == SUBSCRIPTION_REFUSED_ERRCODE:
                 state.subscription_of[key] = subscriptions.Subscription("reject", 0)
@@ -687,12 +690,14 @@ class OutboxWorker:
 
     async def _call_api(self, kind: str, openid: str, payload: dict[str, Any]) -> None:
         if kind == "text":
-            await self.api.send_text(openid, payload["content"])
+            await _counted("customer-service", self.api.send_text(openid, payload["content"]))
         elif kind == "menu":
             options = [(str(option_id), str(label)) for option_id, label in payload["options"]]
-            await self.api.send_menu(openid, payload["head"], options, payload.get("tail", ""))
+            call = self.api.send_menu(openid, payload["head"], options, payload.get("tail", ""))
+            await _counted("customer-service", call)
         elif kind == "template":
-            await self.api.send_template(openid, payload["template_id"], payload["data"], payload.get("url"))
+            call = self.api.send_template(openid, payload["template_id"], payload["data"], payload.get("url"))
+            await _counted("template", call)
         else:
             raise ValueError(f"unknown outbox kind {kind!r}")
 
@@ -774,6 +779,16 @@ class OutboxWorker:
     async def _release(self, tx: Tx, rows: list[_Row]) -> None:
         ids, params = in_list(tx, [r.id for r in rows])
         await tx.run(_RELEASE.format(ids=ids), me=self.owner, **params)
+
+
+async def _counted(channel: str, call: Awaitable[Any]) -> None:
+    """One send through `channel`, counted by WeChat's answer (0: accepted)."""
+    try:
+        await call
+    except WeChatAPIError as exc:
+        metrics.DELIVERIES.labels(channel, str(exc.errcode)).inc()
+        raise
+    metrics.DELIVERIES.labels(channel, "0").inc()
 
 
 def _rows(tx: Tx, claimed: list) -> list[_Row]:

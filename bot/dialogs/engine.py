@@ -13,6 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import timedelta
 
+from bot import metrics
 from bot.context import Ctx
 from bot.dialogs.fields import Field, Invalid, as_number, is_number, words
 from bot.services import drafts
@@ -73,6 +74,9 @@ class Engine:
             reply = self._offer_resume(ctx, state)
         else:
             dialog = self.dialogs[name]
+            if state is not None:  # an empty draft, or one of a dialog removed by an upgrade
+                _ended(state.dialog, "replaced")
+            _started(name)
             needs_human = state is not None and state.needs_human  # a person was asked for: keep that
             state = drafts.begin(ctx.openid, name, ctx.clock.now())
             state.needs_human = needs_human
@@ -118,6 +122,7 @@ class Engine:
         dialog = self.dialogs.get(state.dialog)
         if dialog is None:  # a dialog removed by an upgrade: drop its draft rather than trap the resident
             await drafts.discard(ctx.tx, state)
+            _ended(state.dialog, "removed")
             return ctx.texts("dialog.cancelled")
         reply = await self._dispatch(ctx, dialog, state, msg)
         if not state.discarded:
@@ -138,6 +143,7 @@ class Engine:
         word = words(msg)
         if word in ctx.texts.words("words.cancel"):
             await drafts.discard(ctx.tx, state)
+            _ended(dialog.name, "cancelled")
             return ctx.texts(dialog.cancelled)
         if word in ctx.texts.words("words.human"):
             state.needs_human = True
@@ -256,6 +262,8 @@ class Engine:
         if word in ctx.texts.words("words.submit"):
             return await self._submit(ctx, dialog, state)
         if dialog.at_summary is not None and (reply := await dialog.at_summary(ctx, state, word)) is not None:
+            if state.discarded:  # the dialog's own ending (the complaint's 补充 to an earlier case)
+                _ended(dialog.name, "completed")
             return reply
         index = _edit_index(word, ctx.texts.words("words.edit"), [ctx.texts(s.label) for s in dialog.steps])
         if index is not None and 1 <= index <= len(dialog.steps):
@@ -277,6 +285,7 @@ class Engine:
         except Invalid as exc:
             return "\n\n".join([str(exc), self._summary(ctx, dialog, state)])
         await drafts.discard(ctx.tx, state)
+        _ended(dialog.name, "completed")
         return reply
 
     async def _resume(self, ctx: Ctx, dialog: Dialog, state: Draft, word: str) -> str:
@@ -289,6 +298,8 @@ class Engine:
         if word in ctx.texts.words("words.restart"):
             needs_human = state.needs_human
             state.restart(ctx.clock.now())
+            _ended(dialog.name, "restarted")
+            _started(dialog.name)
             state.needs_human = needs_human
             return "\n\n".join([ctx.texts("dialog.restarted"), self._prompt(ctx, dialog, state)])
         if word in ctx.texts.words("words.help"):
@@ -325,6 +336,18 @@ class Engine:
             lines.append(ctx.texts("dialog.confirm_item", index=i, label=ctx.texts(step.label), value=value))
         lines.append(ctx.texts("dialog.confirm_tail"))
         return "\n".join(lines)
+
+
+def _started(dialog: str) -> None:
+    metrics.when_committed(metrics.DIALOGS_STARTED.labels(dialog).inc)
+
+
+def _ended(dialog: str, outcome: str) -> None:
+    """Every way a dialog ends is counted here (expiry, by the housekeeping purge, and 取消关注 aside)."""
+    if outcome == "completed":
+        metrics.when_committed(metrics.DIALOGS_COMPLETED.labels(dialog).inc)
+    else:
+        metrics.when_committed(metrics.DIALOGS_ABANDONED.labels(dialog, outcome).inc)
 
 
 async def _parse(field: Field, ctx: Ctx, msg: Inbound, current, answers: dict):

@@ -86,8 +86,12 @@ async def discard(tx: Tx, d: Draft) -> None:
     await tx.run("DELETE FROM dialog_states WHERE openid = :openid", openid=d.openid)
 
 
-async def purge(tx: Tx, untouched_since: datetime) -> int:
-    return await tx.run("DELETE FROM dialog_states WHERE updated_at < :cutoff", cutoff=tx.ts(untouched_since))
+async def purge(tx: Tx, untouched_since: datetime) -> list[str]:
+    """Delete drafts untouched since then; the dialog of each one deleted (counted as expired, bot/metrics.py)."""
+    rows = await tx.all(
+        "DELETE FROM dialog_states WHERE updated_at < :cutoff RETURNING dialog", cutoff=tx.ts(untouched_since)
+    )
+    return [row[0] for row in rows]
 
 
 async def listing(tx: Tx, *, human_only: bool = False, limit: int = 100) -> list[Draft]:

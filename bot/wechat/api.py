@@ -23,6 +23,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from yarl import URL
 
+from bot import metrics
 from bot.clock import Clock
 from bot.config import WechatSettings
 from storage.db import Database
@@ -295,8 +296,13 @@ class WeChatAPI:
             "secret": self.app_secret,
             "force_refresh": force_refresh,
         }
-        data = await self._request("POST", "cgi-bin/stable_token", params={}, body=body)
-        expires_in = int(data["expires_in"])
+        try:
+            data = await self._request("POST", "cgi-bin/stable_token", params={}, body=body)
+            expires_in = int(data["expires_in"])
+        except Exception:
+            metrics.TOKEN_REFRESHES.labels("error").inc()
+            raise
+        metrics.TOKEN_REFRESHES.labels("ok").inc()
         # A short-lived token (a test setting) still gets half its life rather than none.
         keep = max(expires_in - TOKEN_MARGIN_SECONDS, expires_in // 2)
         now = self.clock.now()

@@ -11,6 +11,7 @@ import time
 
 from aiohttp import web
 
+from bot import metrics
 from bot.config import Settings
 from bot.intake import Intake
 from bot.wechat import protocol
@@ -48,6 +49,12 @@ class Webhook:
 
     async def receive(self, request: web.Request) -> web.Response:
         started = time.monotonic()
+        try:
+            return await self._receive(request, started)
+        finally:
+            metrics.WEBHOOK_SECONDS.observe(time.monotonic() - started)
+
+    async def _receive(self, request: web.Request, started: float) -> web.Response:
         try:
             timestamp, nonce = self._check_query(request)
             raw = await self._read_capped(request)
