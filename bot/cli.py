@@ -290,6 +290,9 @@ def parser() -> argparse.ArgumentParser:
     from bot.grids_cli import register as register_grids
 
     register_grids(sub)  # grids add|import|list|qrcode, gridworker add|assign|invite|list
+    from bot.residents_cli import register as register_residents
+
+    register_residents(sub)  # residents forget OPENID: detach a person from their WeChat account
 
     menu = sub.add_parser("menu", help="publish the custom menu (投诉 / 我的案件 / 帮助) through the WeChat API")
     menu.add_argument("action", choices=["push"])

@@ -17,3 +17,5 @@ class Ctx:
     settings: Settings
     texts: Texts
     openid: str
+    # Set by a handler that detached the sender (an unfollow): intake then keeps no row of this message.
+    forgotten: bool = False

@@ -140,6 +140,10 @@ class Intake:
             not_before = None if deferred else self.clock.now() + CONTINUATION_DELAY
             for chunk in chunks if deferred else chunks[1:]:
                 await enqueue_text(tx, self.clock, msg.openid, chunk, not_before=not_before)
+            if ctx.forgotten:
+                # The handler detached the sender (bot/services/forget.py): no dedupe row may name them, and a
+                # retry of this message redoes nothing (there is nothing left to detach).
+                return None if deferred or not chunks else chunks[0]
             await tx.run(
                 _STORE,
                 key=msg.dedupe_key,

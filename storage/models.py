@@ -155,6 +155,8 @@ class Case(Base):
     )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     number: Mapped[str] = mapped_column(String(32), unique=True)
+    # The resident's WeChat account; NULL once they were detached from it (unfollowed, or asked: the case stays,
+    # pushes to nobody, and its ledger says so — bot/services/forget.py).
     openid: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
     category: Mapped[str] = mapped_column(String(40))
     place_label: Mapped[str] = mapped_column(Text)

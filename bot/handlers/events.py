@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+from bot import metrics
 from bot.context import Ctx
 from bot.dialogs import ENGINE
 from bot.handlers import resident
-from bot.services import areas, drafts, polls, residents, subscriptions
+from bot.services import areas, drafts, forget, polls, residents, subscriptions
 from bot.wechat.inbound import Inbound
 
 # The custom menu's CLICK buttons: key, the text key of the button's name, and what a click does.
@@ -49,13 +50,14 @@ async def handle(ctx: Ctx, msg: Inbound) -> str | None:
             welcome = "\n\n".join([joined, welcome])
         return await _with_reminder(ctx, welcome)
     if msg.event == "unsubscribe":
-        # WeChat asks that a person's data go when they leave: an unsubmitted draft (with their phone
-        # number, perhaps) is theirs alone. Submitted cases stay: the law requires the record.
-        await residents.set_subscribed(ctx.tx, msg.openid, False, now)
-        await residents.forget_profile(ctx.tx, msg.openid)
-        await subscriptions.forget(ctx.tx, msg.openid)
-        if (state := await drafts.get(ctx.tx, msg.openid)) is not None:
-            await drafts.discard(ctx.tx, state)
+        # WeChat asks that a person's data go when they leave; the law requires the case records to stay. So
+        # they are detached (bot/services/forget.py, README "Personal data and unfollowing"), and this event
+        # itself is stored under no name (a retry finds nothing left to detach).
+        state = await drafts.get(ctx.tx, msg.openid)
+        await forget.forget_resident(ctx.tx, msg.openid, now, reason="unfollow", texts=ctx.texts)
+        ctx.forgotten = True
+        if state is not None:  # the draft went with them
+            metrics.when_committed(metrics.DIALOGS_ABANDONED.labels(state.dialog, "unsubscribed").inc)
         return None
     # A click or a scan opens only the short event window (a follow is recorded above).
     await residents.seen(ctx.tx, msg.openid, now, interaction=msg.is_interaction, kind="event")

@@ -6,6 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from bot.clock import Clock
+from bot.services.residents import is_detached
 from storage.fast import Tx, js
 
 _ENQUEUE = """
@@ -15,8 +16,9 @@ VALUES (:openid, :kind, :payload, 'pending', 0, :due, :now) RETURNING id"""
 
 async def enqueue(
     tx: Tx, clock: Clock, openid: str, kind: str, payload: dict, *, not_before: datetime | None = None
-) -> int:
-    """Add a pending row in the caller's transaction: sent only if that transaction commits. Its id.
+) -> int | None:
+    """Add a pending row in the caller's transaction: sent only if that transaction commits. Its id — or None
+    for the stand-in of a detached resident (bot/services/forget.py), to whom nothing is ever sent.
 
     Payloads: "text" {"content"}; "menu" {"head", "options": [[id, label], …], "tail"};
     "template" {"template_id", "data", "url"?}. `not_before` holds the row back, e.g. so a continuation
@@ -26,6 +28,8 @@ async def enqueue(
     as the template message configured for its notice (settings [push]), which needs the optional payload keys
     of `template_fields`: "notice" (the kind, e.g. "accepted"), "case_number", "status_text", "url".
     """
+    if is_detached(openid):
+        return None
     now = clock.now()
     due = max(now, not_before) if not_before else now
     return await tx.val(_ENQUEUE, openid=openid, kind=kind, payload=js(payload), due=tx.ts(due), now=tx.ts(now))
@@ -54,7 +58,7 @@ async def enqueue_text(
     case_number: str | None = None,
     status_text: str | None = None,
     url: str | None = None,
-) -> int:
+) -> int | None:
     """A text; with `case_number` (and `notice`, `status_text`, `url`) it can fall back to a template message."""
     payload = {
         "content": text,

@@ -13,6 +13,15 @@ from typing import NamedTuple
 from bot.config import PushSettings
 from storage.fast import Tx
 
+# Where a row must outlive a resident who was detached (bot/services/forget.py) it names them by this prefix and
+# its own id instead: never an openid WeChat issues (letters, digits, - and _), so nothing is queued to one.
+DETACHED_PREFIX = "~"
+
+
+def is_detached(openid: str) -> bool:
+    return openid.startswith(DETACHED_PREFIX)
+
+
 _SEEN = """
 INSERT INTO residents (openid, subscribed, created_at, last_message_at) VALUES (:openid, :yes, :now, :now)
 ON CONFLICT (openid) DO UPDATE SET last_message_at = excluded.last_message_at, cs_sent_since_message = 0
@@ -96,13 +105,4 @@ def window_of_row(tx: Tx, r, *, now: datetime, push: PushSettings) -> str:
         r["cs_sent_since_event"],
         now=now,
         push=push,
-    )
-
-
-async def forget_profile(tx: Tx, openid: str) -> None:
-    """On unfollow: what we know of the person beyond their cases — the grid they joined and the name a named
-    poll asked for — goes (WeChat asks it; the case records stay, as the law requires)."""
-    await tx.run(
-        "UPDATE residents SET grid_id = NULL, display_name = NULL, polls_waiting = 0 WHERE openid = :openid",
-        openid=openid,
     )
