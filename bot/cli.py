@@ -65,6 +65,13 @@ def cmd_db(args) -> int:
 
     settings = _settings(args)
     texts = _texts(settings)
+    if args.action == "backup":
+        from bot.backup_cli import backup
+
+        return backup(settings, texts, args.path, force=args.force)
+    if args.path or args.force:
+        print(texts("cli.backup.usage"), file=sys.stderr)
+        return 2
     if args.action == "upgrade":
         migrate.upgrade(settings.database.url)
         print(texts("cli.db_upgraded"))
@@ -201,8 +208,12 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="override server.port")
     serve.set_defaults(func=cmd_serve)
 
-    db = sub.add_parser("db", help="database schema: upgrade to the latest, or check (exit 1 when behind)")
-    db.add_argument("action", choices=["upgrade", "check"])
+    db = sub.add_parser(
+        "db", help="database schema: upgrade to the latest, check (exit 1 when behind); backup PATH (SQLite, online)"
+    )
+    db.add_argument("action", choices=["upgrade", "check", "backup"])
+    db.add_argument("path", nargs="?", help="backup: the file to write (PostgreSQL: prints the pg_dump command)")
+    db.add_argument("--force", action="store_true", help="backup: overwrite an existing file")
     db.set_defaults(func=cmd_db)
 
     cases = sub.add_parser("cases", help="read cases")
