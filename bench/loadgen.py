@@ -28,6 +28,7 @@ import re
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass
 from urllib.parse import urlencode
 
@@ -67,17 +68,21 @@ class Request:
 class Wire:
     """Signs and encrypts a message as WeChat does (safe mode) and opens the passive reply."""
 
-    def __init__(self, settings: Settings, webhook_url: str | list[str]):
+    def __init__(self, settings: Settings, webhook_url: str | list[str], msg_ids: Iterator[int] | None = None):
         wx = settings.wechat
         self.token, self.app_id = wx.token, wx.app_id
         self.prp = PrpCrypto(WeChatCrypto(wx.token, wx.encoding_aes_key, wx.app_id).key)
         self.reference = WeChatServer(wx.token, wx.app_id, wx.encoding_aes_key, mode="safe")
         # Several URLs (instances behind a balancer, bench/cluster.py) take the requests in turn, as nginx's
         # round robin does: one resident's messages land on every instance.
+        # MsgIds are what WeChat deduplicates by, unique across all its users: generator processes started in the
+        # same second must not hand out the same ones (the simulator's own counter is unique per process only).
+        self.msg_ids = msg_ids
         self.urls = itertools.cycle([webhook_url] if isinstance(webhook_url, str) else webhook_url)
 
     def sign(self, openid: str, text: str) -> Request:
-        return self.sign_xml(openid, text_xml(openid, text), text)
+        msg_id = next(self.msg_ids) if self.msg_ids else None
+        return self.sign_xml(openid, text_xml(openid, text, msg_id=msg_id), text)
 
     def sign_xml(self, openid: str, xml: str, text: str) -> Request:
         """Any message's XML (e.g. a tapped msgmenu option, bench/polls.py); `text` is what the resident said."""
@@ -190,7 +195,9 @@ class Generator:
         self.args = args
         # The account's settings as the servers have them (FRONTDOOR_* in the environment; defaults otherwise).
         self.settings = load_settings(path=os.devnull)
-        self.wire = Wire(self.settings, args.url)
+        # A block of 10 million MsgIds per generator (its first resident's index), below 2**63.
+        msg_ids = itertools.count(int(time.time()) * 10**9 + args.first * 10**7)
+        self.wire = Wire(self.settings, args.url, msg_ids=msg_ids)
         self.script = DialogScript(self.settings)
         self.openids = [f"o_bench_{args.run_id}_{i:04d}" for i in range(args.first, args.first + args.residents)]
         # Whole cycles (6 requests) signed before the clock starts; more are signed on the fly if these run out.
