@@ -18,7 +18,6 @@ import base64
 import math
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,6 +37,7 @@ from bench.webhook import (
     _pg_admin,
     case_numbers,
     check_exactly_once,
+    clean_up,
     free_port,
     frontdoor_cmd,
     run_cleanly,
@@ -200,16 +200,7 @@ def run(args: argparse.Namespace) -> int:
         report(args, results)
         return 0 if all(r.once.verdict != "FAIL" for r in results) else 1
     finally:
-        procs.stop_all()
-        for name in databases:
-            try:
-                asyncio.run(_pg_admin(args.pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-            except Exception as exc:
-                print(f"warning: could not drop database {name}: {exc}", file=sys.stderr)
-        if args.keep:
-            print(f"kept {workdir}")
-        else:
-            shutil.rmtree(workdir, ignore_errors=True)
+        clean_up(procs, args, workdir, *databases)
 
 
 def parser() -> argparse.ArgumentParser:

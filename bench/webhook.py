@@ -573,10 +573,10 @@ def run_cleanly(run, args: argparse.Namespace) -> int:
         return 1
 
 
-def clean_up(procs: Processes, args: argparse.Namespace, workdir: Path, pg_name: str | None) -> None:
-    """Stop what a bench started and remove its database and files (unless --keep)."""
+def clean_up(procs: Processes, args: argparse.Namespace, workdir: Path, *pg_names: str | None) -> None:
+    """Stop what a bench started and remove its databases and files (unless --keep)."""
     procs.stop_all()
-    if pg_name:
+    for pg_name in filter(None, pg_names):
         try:
             asyncio.run(_pg_admin(args.pg_admin_url, f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)'))
         except Exception as exc:

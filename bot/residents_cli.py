@@ -91,11 +91,8 @@ def forget_cli(settings: Settings, texts: Texts, openid: str, *, yes: bool, by: 
     shown = mask(openid)
     if not yes:
         preview = asyncio.run(_run(settings, texts, openid, by=by, commit=False, clock=clock))
-        if not preview.known:
-            print(texts("cli.forget.unknown", openid=shown), file=sys.stderr)
+        if not _told(texts, "cli.forget.preview", shown, preview):
             return 1
-        print(texts("cli.forget.preview", openid=shown))
-        print("\n".join(report_lines(texts, preview)))
         try:
             answer = input(texts("cli.forget.confirm"))
         except EOFError:
@@ -104,9 +101,14 @@ def forget_cli(settings: Settings, texts: Texts, openid: str, *, yes: bool, by: 
             print(texts("cli.forget.cancelled"), file=sys.stderr)
             return 1
     done = asyncio.run(_run(settings, texts, openid, by=by, commit=True, clock=clock))
-    if not done.known:
+    return 0 if _told(texts, "cli.forget.done", shown, done) else 1
+
+
+def _told(texts: Texts, heading: str, shown: str, forgotten: Forgotten) -> bool:
+    """Prints what is (or would be) detached; False, saying so, when nothing is held for the openid."""
+    if not forgotten.known:
         print(texts("cli.forget.unknown", openid=shown), file=sys.stderr)
-        return 1
-    print(texts("cli.forget.done", openid=shown))
-    print("\n".join(report_lines(texts, done)))
-    return 0
+        return False
+    print(texts(heading, openid=shown))
+    print("\n".join(report_lines(texts, forgotten)))
+    return True
