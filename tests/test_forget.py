@@ -92,7 +92,6 @@ async def a_resident_with_everything(h) -> Story:
         "subscriptions.openid",
         "poll_recipients.openid",
         "poll_ballots.openid",
-        "poll_ballots.voter_key",
         "inbound_messages.openid",
         "inbound_messages.dedupe_key",
     } <= found, found
@@ -224,3 +223,26 @@ async def test_retries_after_the_unfollow_bring_nobody_back(harness):
     assert await h.wechat.post(h.http, h.webhook, said) is None
     assert await h.wechat.post(h.http, h.webhook, left) is None
     assert await columns_naming(h, ME) == set()
+
+
+async def test_following_again_gives_no_second_vote(harness):
+    """The kept ballot still answers for its voter (its key is a one-way hash of poll and openid, in named polls
+    too): someone who unfollows, follows again and rejoins the grid does not count twice."""
+    h = harness
+    city = await build_city(h)
+    me = await join(h, ME, city.grid1)
+    named = await make_poll(h, [city.grid1.id], anonymous=False, hours=2)
+    anonymous = await make_poll(h, [city.grid1.id], question="是否同意增设充电桩？", hours=2)
+    await tick(h)
+    assert "实名征集" in await me.say(f"投票 {named} 1")
+    assert "已收到您的意见" in await me.say("3栋501 张三")
+    assert "已收到您的意见" in await me.say(f"投票 {anonymous} 1")
+    before = {p: counts(await tally(h, p)) for p in (named, anonymous)}
+    assert await me.event("unsubscribe") is None
+    me = await join(h, ME, city.grid1)  # back, by the grid's poster
+    await me.say(f"投票 {anonymous} 1")
+    reply = await me.say(f"投票 {named} 1")
+    if "实名征集" in reply:  # asked for their name again: the ballot has none now
+        await me.say("3栋501 张三")
+    for poll_id in (named, anonymous):
+        assert counts(await tally(h, poll_id)) == before[poll_id]

@@ -6,6 +6,7 @@ the old cases through the API (its text search included) — on SQLite and on Po
 
 import asyncio
 from datetime import timedelta
+from types import SimpleNamespace
 
 import pytest
 from alembic.script import ScriptDirectory
@@ -423,3 +424,46 @@ async def test_cases_filled_just_before_the_last_migration_keep_their_handling_a
         for words, number in (("建筑垃圾", "XF20261105-0003"), ("水箱漏水", "XF20261125-0001")):
             status, body, _ = await api.get("/cases", view="all", q=words)
             assert [c["number"] for c in body["cases"]] == [number], words
+
+
+POLL_0019 = """
+INSERT INTO polls (question, options, max_choices, anonymous, live_results, allow_change, notify_voters, audience,
+    grid_ids, creator_name, created_via, status, created_at, closes_at)
+VALUES (:q, '["接受", "不接受"]', 1, :anonymous, false, true, false, '[]', '[]', '网格员', 'console', 'open',
+    :at, :at)"""
+BALLOT_0019 = """
+INSERT INTO poll_ballots (poll_id, voter_key, openid, source, choices, voter_name, created_at, updated_at)
+VALUES ((SELECT id FROM polls WHERE question = :q), :key, :openid, 'wechat', '[1]', :name, :at, :at)"""
+
+
+async def test_named_ballots_are_rekeyed_so_their_voters_are_still_recognised(empty_url):
+    """0020: a named poll's ballot was keyed `o:<openid>`; it is now keyed as the vote looks it up (a hash of poll
+    and openid, as anonymous ballots always were), so after the upgrade the voter is still the same voter — and
+    one detached later cannot vote twice. Downgrading rebuilds the old key from the openid the ballot holds."""
+    from bot.services import polls
+
+    await upgrade(empty_url, "0019")
+    anonymous_key = "h:" + "a" * 64
+    await sql(
+        empty_url,
+        [
+            (POLL_0019, {"q": "停车费实名征集", "anonymous": False, "at": NOW}),
+            (POLL_0019, {"q": "充电桩匿名征集", "anonymous": True, "at": NOW}),
+            (BALLOT_0019, {"q": "停车费实名征集", "key": "o:o_named", "openid": "o_named", "name": "张三", "at": NOW}),
+            (BALLOT_0019, {"q": "充电桩匿名征集", "key": anonymous_key, "openid": None, "name": None, "at": NOW}),
+        ],
+    )
+    await upgrade(empty_url, "head")
+    found = await rows(
+        empty_url,
+        "SELECT p.id, p.anonymous, b.voter_key, b.openid, b.voter_name FROM poll_ballots b "
+        "JOIN polls p ON p.id = b.poll_id ORDER BY p.id",
+    )
+    named, anonymous = found
+    poll = SimpleNamespace(id=named["id"], anonymous=False)
+    assert named["voter_key"] == polls._voter_key(poll, "o_named")
+    assert (named["openid"], named["voter_name"]) == ("o_named", "张三")
+    assert anonymous["voter_key"] == anonymous_key
+    await asyncio.to_thread(migrate.downgrade, empty_url, "0019")
+    keys = [r["voter_key"] for r in await rows(empty_url, "SELECT voter_key FROM poll_ballots ORDER BY poll_id")]
+    assert keys == ["o:o_named", anonymous_key]

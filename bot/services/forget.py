@@ -12,8 +12,8 @@ record deleted — table by table (README: "Personal data and unfollowing"):
 - inbound_messages (the chat transcript): deleted. Only a message of the last RETRY_GRACE stays, stripped to its
   dedupe key (MsgId) under a stand-in, so that WeChat retrying it is still recognised; it is purged with events.
 - poll_recipients: rows of polls they voted in stay under a stand-in (the turnout still matches the tally), the
-  others go. poll_ballots: their ballots stay as anonymous votes — new key, no openid, no name — so the tally
-  does not change.
+  others go. poll_ballots: their ballots stay as anonymous votes — no openid, no name; the key, a one-way hash
+  of poll and openid, stays, so the tally does not change and following again gives no second vote.
 - grid_workers: a worker's WeChat binding is undone; the worker, their areas and their polls stay.
 - cases: stay with everything on them (description, place, photos and their downloads, the contact name/phone
   the resident gave, replies, the ledger, visits, mediation, files staff wrote); only cases.openid becomes NULL,
@@ -47,8 +47,9 @@ _STRIP = f"""
 UPDATE inbound_messages SET openid = {_STAND_IN}, msg_type = 'forgotten', status = 'deferred', reply = NULL,
     text = NULL, media_id = NULL
 WHERE openid = :openid AND received_at >= :since AND dedupe_key LIKE 'm:%'"""
-# A ballot kept as an anonymous vote: a key of its own row, no openid, no name.
-_ANONYMISE = "UPDATE poll_ballots SET voter_key = 'x:' || CAST(id AS TEXT), openid = NULL, voter_name = NULL "
+# A ballot kept as an anonymous vote: no openid, no name. Its key (a one-way hash of poll and openid) stays, so
+# the same person following again cannot vote a second time.
+_ANONYMISE = "UPDATE poll_ballots SET openid = NULL, voter_name = NULL "
 
 
 @dataclass

@@ -2,9 +2,10 @@
 voted on by message or by tapping an option, closed once at the deadline (or early), results sent.
 
 - One ballot per voter per poll: the unique (poll_id, voter_key) of poll_ballots. A resident's key is a hash of
-  the openid in an anonymous poll (the ballot cannot be traced back; poll_recipients.voted_at still says that
-  they voted, for reminders and the turnout) and the openid in a named one. Votes a worker collected door to
-  door are keyed by household and counted separately.
+  poll and openid (an anonymous ballot cannot be traced back; poll_recipients.voted_at still says that they
+  voted, for reminders and the turnout); a named poll's ballot holds the openid in a column of its own, and
+  keeps its key when its voter is detached, so that following again does not give them a second vote. Votes a
+  worker collected door to door are keyed by household and counted separately.
 - Distribution, the reminder and closing are poll_jobs rows fired by PollWorker (claim with a lease, then a
   finish that only counts while the lease stands), so a restart before the deadline still closes the poll once.
 - Distribution follows WeChat's rules: a resident whose customer-service window and quota allow gets the poll
@@ -331,9 +332,9 @@ def parse_choices(poll: Poll, text: str) -> list[int]:
 
 
 def _voter_key(poll: Poll, openid: str) -> str:
-    if poll.anonymous:
-        return "h:" + hashlib.sha256(f"{poll.id}:{openid}".encode()).hexdigest()
-    return "o:" + openid
+    """A WeChat voter's key, in named polls too: a one-way hash, so that the ballot of someone detached since
+    (bot/services/forget.py) keeps it — and still stops them voting twice — without naming them."""
+    return "h:" + hashlib.sha256(f"{poll.id}:{openid}".encode()).hexdigest()
 
 
 async def eligible(tx: Tx, poll: Poll, openid: str) -> bool:
