@@ -67,7 +67,9 @@ class IdCursor:
         if not self.gaps:
             return "id > :last", {"last": self.last}
         listed, params = in_list(tx, sorted(self.gaps), "gap")
-        return f"(id > :last OR id IN ({listed}))", {"last": self.last, **params}
+        # The lower bound lets PostgreSQL read a range of the primary key instead of filtering the whole table.
+        where = f"id >= :floor AND (id > :last OR id IN ({listed}))"
+        return where, {"floor": min(self.gaps), "last": self.last, **params}
 
     def saw(self, ids: list[int], now: float) -> None:
         """`ids`: what one look returned, in id order."""
