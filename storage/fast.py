@@ -257,9 +257,14 @@ class _PgTx(Tx):
 class PgStore:
     is_sqlite = False
 
-    # How long a transaction waits for another one holding the same serial key (then it fails and is retried
-    # by whoever called it: WeChat, for an inbound message).
-    lock_timeout = "10s"
+    # How long a transaction waits for another one holding the same serial key: under the webhook's reply budget,
+    # so a message stuck behind a frozen holder fails while the resident can still be told to send it again,
+    # instead of holding a pooled connection for longer than WeChat waits.
+    lock_timeout = "3s"
+    # A connection that sits in a transaction doing nothing this long is ended by the server, with its locks: an
+    # instance frozen mid-transaction (stopped, swapping, cut off) must not hold a resident's lock for ever.
+    # Nothing here waits on anything else inside a transaction (sends happen outside them).
+    idle_in_transaction_timeout = "30s"
 
     def __init__(self, dsn: str, pool_size: int):
         self.dsn = dsn
@@ -271,7 +276,12 @@ class PgStore:
         if self._pool is None:
             async with self._opening:
                 if self._pool is None:
-                    self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self.pool_size)
+                    self._pool = await asyncpg.create_pool(
+                        self.dsn,
+                        min_size=1,
+                        max_size=self.pool_size,
+                        server_settings={"idle_in_transaction_session_timeout": self.idle_in_transaction_timeout},
+                    )
         return self._pool
 
     @asynccontextmanager
