@@ -44,8 +44,12 @@ def backup_sqlite(url: str, dest: str | os.PathLike, *, force: bool = False, bus
     target = Path(dest)
     if target.is_dir():
         raise BackupRefused("is_dir", path=target.resolve())
-    if target.exists() and target.resolve() == source.resolve():
-        raise BackupRefused("same_file", path=source.resolve())
+    # The live database is also its WAL, shared-memory and journal files: writing over any of them loses
+    # commits. samefile also sees a hard link or another mount of the same file.
+    for live in (source, *(source.with_name(source.name + tail) for tail in ("-wal", "-shm", "-journal"))):
+        same = target.exists() and live.exists() and os.path.samefile(target, live)
+        if same or target.resolve() == live.resolve():
+            raise BackupRefused("same_file", path=source.resolve())
     if target.exists() and not force:
         raise BackupRefused("exists", path=target.resolve())
     target.parent.mkdir(parents=True, exist_ok=True)

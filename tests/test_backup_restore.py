@@ -310,6 +310,9 @@ async def test_sqlite_backup_refuses_to_overwrite_unless_forced_and_is_one_self_
         assert "copy.db 已存在" in err and "--force" in err
         assert await frontdoor("db", "backup", str(sqlite_file(url)), "--force") == 2
         assert "不能是数据库本身" in capsys.readouterr().err
+        wal = f"{sqlite_file(url)}-wal"  # the live WAL holds commits not yet in the file: it is the database too
+        assert await frontdoor("db", "backup", wal, "--force") == 2
+        assert "不能是数据库本身" in capsys.readouterr().err
         await h.resident("o_two").say("投诉")  # the database moves on …
         assert await frontdoor("db", "backup", "copy.db", "--force") == 0  # … and the copy is taken again
     assert leftovers() == []  # no WAL beside the copy, no partial file left behind
