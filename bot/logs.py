@@ -34,7 +34,16 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+def scrub_exception(text: str) -> str:
+    """A traceback without PostgreSQL's DETAIL lines: they quote the failing row or key ("Failing row contains
+    (…)", "Key (openid)=(…) already exists"), which can be an openid, a phone number or a resident's words."""
+    return "\n".join(line for line in text.splitlines() if not line.lstrip().startswith("DETAIL:"))
+
+
 class _TextFormatter(logging.Formatter):
+    def formatException(self, ei) -> str:
+        return scrub_exception(super().formatException(ei))
+
     def formatMessage(self, record: logging.LogRecord) -> str:
         rid = getattr(record, "request_id", None)
         record.request_ref = f" [{rid}]" if rid else ""
@@ -45,7 +54,11 @@ def formatter(fmt: str) -> logging.Formatter:
     if fmt == "json":
         from pythonjsonlogger.json import JsonFormatter
 
-        return JsonFormatter(
+        class _JsonFormatter(JsonFormatter):
+            def formatException(self, ei) -> str:
+                return scrub_exception(super().formatException(ei))
+
+        return _JsonFormatter(
             JSON_FIELDS,
             rename_fields={"levelname": "level", "name": "logger"},
             timestamp="time",

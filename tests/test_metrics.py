@@ -198,3 +198,25 @@ async def test_a_request_id_that_is_not_a_plain_token_is_replaced(harness):
 def test_bad_metrics_and_logging_settings_name_the_setting(env, named):
     with pytest.raises(ConfigError, match=named):
         load_settings(os.devnull, env=env)
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_database_error_logged_with_its_traceback_does_not_quote_the_row(fmt):
+    """PostgreSQL's errors carry a DETAIL line quoting the failing row: with a resident's openid or phone."""
+    buffer = io.StringIO()
+    logger = logging.getLogger("bot.test_scrub")
+    handler = logging.StreamHandler(buffer)
+    handler.setFormatter(logs.formatter(fmt))
+    logger.addHandler(handler)
+    try:
+        raise ValueError(
+            'null value in column "category" violates not-null constraint\n'
+            f"DETAIL:  Failing row contains (7, o_private_resident_7, null, {PHONE})."
+        )
+    except ValueError:
+        logger.exception("handling message failed")
+    finally:
+        logger.removeHandler(handler)
+    text = buffer.getvalue()
+    assert "violates not-null constraint" in text and "handling message failed" in text
+    assert "o_private_resident_7" not in text and PHONE not in text
