@@ -195,8 +195,9 @@ class Generator:
         self.args = args
         # The account's settings as the servers have them (FRONTDOOR_* in the environment; defaults otherwise).
         self.settings = load_settings(path=os.devnull)
-        # A block of 10 million MsgIds per generator (its first resident's index), below 2**63.
-        msg_ids = itertools.count(int(time.time()) * 10**9 + args.first * 10**7)
+        # A block of 100,000 MsgIds per resident index (so a generator's block is at least that), all of a second's
+        # blocks within 10**9 for up to 10,000 residents, and below 2**63.
+        msg_ids = itertools.count(int(time.time()) * 10**9 + args.first * 10**5)
         self.wire = Wire(self.settings, args.url, msg_ids=msg_ids)
         self.script = DialogScript(self.settings)
         self.openids = [f"o_bench_{args.run_id}_{i:04d}" for i in range(args.first, args.first + args.residents)]

@@ -155,6 +155,7 @@ async def test_two_instances_one_database_nothing_lost_or_doubled(pg_cluster_url
                 listener = asyncio.create_task(listen())
                 run = await _drive(http, wechat, base, fake, cluster, ports)
                 await _until(lambda: len(announced) >= RESIDENTS, 30)
+                await asyncio.sleep(3)  # long enough for an announcement made twice to show
                 listening = False
                 await listener
                 live.close()
@@ -269,13 +270,17 @@ async def _drive(http, wechat: WeChatServer, base: dict, fake: str, cluster: Clu
                 if (n + step) % 3 == 0:
                     other = "A" if name == "B" else "B"
                     (got, first), (_, second) = await asyncio.gather(deliver(name, signed), deliver(other, signed))
-                    assert first == second, (openid, text, first, second)
-                    run.retries_agreed += 1
+                    # The same answer from both — unless the one waiting behind the other ran out of its reply
+                    # budget and answered `success` (None): its answer is then the other's, or comes pushed.
+                    assert first == second or None in (first, second), (openid, text, first, second)
+                    run.retries_agreed += first == second
+                    first = first or second
                 else:
                     got, first = await deliver(name, signed)
                 run.sent += 1
                 if text == "提交":
-                    answer = first or await _until_async(lambda: pushed_number(openid), bool, 20)
+                    # A deferred answer is pushed; if the instance that leased it was killed, only after its lease.
+                    answer = first or await _until_async(lambda: pushed_number(openid), bool, 90)
                     number = answer.split("案件编号：")[1].split("。")[0]
                     run.numbers[openid] = number
                     if got == "B":
