@@ -73,10 +73,21 @@ def backup_sqlite(url: str, dest: str | os.PathLike, *, force: bool = False, bus
 
 def libpq_url(url: str) -> str:
     """The SQLAlchemy URL (postgresql+asyncpg://…) as pg_dump and pg_restore take it, without the password
-    (they read it from PGPASSWORD or ~/.pgpass, or ask) and without the driver's own query options."""
+    (they read it from PGPASSWORD or ~/.pgpass, or ask). Query options libpq knows stay — a socket directory in
+    `host`, `sslmode` … — so the command reaches the same server the same way; asyncpg's `ssl` becomes libpq's
+    `sslmode`; the driver's other options go."""
     p = make_url(url)
-    bare = URL.create("postgresql", username=p.username, host=p.host, port=p.port, database=p.database)
+    query = {k: v for k, v in p.query.items() if k in _LIBPQ_OPTIONS}
+    if "ssl" in p.query and "sslmode" not in query:
+        query["sslmode"] = p.query["ssl"]
+    bare = URL.create("postgresql", username=p.username, host=p.host, port=p.port, database=p.database, query=query)
     return bare.render_as_string(hide_password=False)
+
+
+_LIBPQ_OPTIONS = frozenset(
+    {"host", "hostaddr", "port", "sslmode", "sslrootcert", "sslcert", "sslkey", "sslcrl", "connect_timeout"}
+    | {"application_name", "options", "target_session_attrs", "gssencmode", "passfile", "service"}
+)
 
 
 def pg_dump_args(url: str, dest: str) -> list[str]:

@@ -331,3 +331,15 @@ async def test_db_backup_on_postgresql_prints_the_pg_dump_command_instead(monkey
     assert "pg_restore --no-owner" in err and "frontdoor db upgrade" in err
     assert "s3cret" not in err  # the password stays in PGPASSWORD or ~/.pgpass
     assert os.listdir() == []
+
+
+def test_the_printed_pg_dump_reaches_the_same_server_the_same_way():
+    """A socket directory or TLS mode in the database URL is part of how the server is reached: the printed
+    pg_dump keeps them (asyncpg's ssl as libpq's sslmode) and drops only the driver's own options."""
+    from storage.backup import libpq_url
+
+    url = "postgresql+asyncpg://frontdoor:s3cret@/frontdoor?host=/run/postgresql&ssl=require&prepared_statement_cache_size=0"
+    libpq = libpq_url(url)
+    assert libpq.startswith("postgresql://frontdoor@/frontdoor?")
+    assert "host=%2Frun%2Fpostgresql" in libpq and "sslmode=require" in libpq
+    assert "prepared_statement_cache_size" not in libpq and "s3cret" not in libpq
