@@ -7,15 +7,17 @@ from __future__ import annotations
 import asyncio
 from dataclasses import dataclass
 
+import pytest
 from sqlalchemy import select
 
 from bot import residents_cli
 from bot.app import STORE
 from bot.cli import main
-from bot.services import gridworkers, polls
+from bot.services import forget, gridworkers, polls
 from bot.texts import Texts
 from bot.wechat import simulator
 from storage.models import Base
+from tests.conftest import start_harness
 from tests.console_client import Staff, add_operator
 from tests.polls_setup import bound_worker, build_city, join, make_poll, tally, tick
 from tests.test_complaint_dialog import STORY, file_complaint
@@ -246,3 +248,57 @@ async def test_following_again_gives_no_second_vote(harness):
         await me.say("3栋501 张三")
     for poll_id in (named, anonymous):
         assert counts(await tally(h, poll_id)) == before[poll_id]
+
+
+async def _open(store):
+    """A write transaction left open, as another worker's would be mid-way; close with `.__aexit__`."""
+    cm = store.write()
+    return cm, await cm.__aenter__()
+
+
+async def _chunk(h, tx, poll_id: int) -> None:
+    poll = await polls.get(tx, poll_id)
+    s = h.settings
+    await polls.distribute_some(
+        tx, poll, after=0, now=h.clock.now(), texts=Texts(), clock=h.clock, push=s.push, tz=s.tz, limit=500
+    )
+
+
+async def _forget(h, tx) -> None:
+    await forget.forget_resident(tx, ME, h.clock.now(), reason="request", texts=Texts())
+
+
+@pytest.mark.parametrize("first", ["poll", "forget"])
+async def test_a_resident_detached_while_a_poll_reaches_them_is_left_nothing(pg_url, clock, first):
+    """PostgreSQL, two workers at once: a poll's distribution chunk and a forget of one of its residents. Whichever
+    commits first, nothing names the person afterwards and no poll menu goes to them; their neighbour gets it."""
+    async with start_harness(pg_url, clock) as h:
+        city = await build_city(h)
+        await join(h, ME, city.grid1)
+        await join(h, NEIGHBOUR, city.grid1)
+        poll_id = await make_poll(h, [city.grid1.id])
+        store = h.app[STORE]
+        cm, tx = await _open(store)
+        try:
+            if first == "poll":
+                await _chunk(h, tx, poll_id)
+                other = asyncio.create_task(_in_own_tx(store, lambda t: _forget(h, t)))
+            else:
+                await _forget(h, tx)
+                other = asyncio.create_task(_in_own_tx(store, lambda t: _chunk(h, t, poll_id)))
+            await asyncio.sleep(0.5)
+            assert not other.done()  # it waits for the first to commit
+        finally:
+            await cm.__aexit__(None, None, None)
+        await other
+        assert await columns_naming(h, ME) == set()
+        h.clock.advance(seconds=5)
+        await h.deliver_outbox()
+        async with h.http.get(f"{h.fake_url}/sent") as resp:
+            sent = await resp.json()
+        assert [m["touser"] for m in sent if m.get("msgtype") == "msgmenu"] == [NEIGHBOUR]
+
+
+async def _in_own_tx(store, work) -> None:
+    async with store.write() as tx:
+        await work(tx)

@@ -95,7 +95,10 @@ async def forget_resident(
     if reason not in REASONS:
         raise ValueError(f"reason must be one of {REASONS}, got {reason!r}")
     done = Forgotten()
-    done.resident = await tx.val("SELECT id FROM residents WHERE openid = :openid", openid=openid) is not None
+    # The resident's row first, locked (PostgreSQL): a poll chunk writing to them holds it shared until it commits,
+    # so it either finishes first — and what it wrote is detached below — or waits and finds them gone.
+    held = "" if tx.is_sqlite else " FOR UPDATE"
+    done.resident = await tx.val(f"SELECT id FROM residents WHERE openid = :openid{held}", openid=openid) is not None
     await _polls(tx, openid, done)
     await _cases(tx, openid, now, done, note=texts(f"forget.note_{reason}"), by=by)
     done.drafts = await tx.run("DELETE FROM dialog_states WHERE openid = :openid", openid=openid)

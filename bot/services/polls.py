@@ -649,6 +649,13 @@ async def creator_openid(tx: Tx, poll: Poll) -> str | None:
 # ---- distribution and reminders (run by bot/services/poll_jobs.py) -------------------------------------------
 
 
+def _held_rows(tx: Tx) -> str:
+    """PostgreSQL: the residents a chunk writes to are share-locked until it commits, so a resident being
+    detached at that moment (bot/services/forget.py locks the row first) is either skipped — the chunk waits,
+    then no longer finds the row — or detached after the chunk, with what it wrote. SQLite has one writer."""
+    return "" if tx.is_sqlite else " FOR SHARE OF r"
+
+
 async def distribute_some(
     tx: Tx, poll: Poll, *, after: int, now: datetime, texts: Texts, clock: Clock, push: PushSettings, tz, limit: int
 ) -> tuple[int, int]:
@@ -661,7 +668,7 @@ async def distribute_some(
     rows = await tx.all(
         "SELECT r.id, r.openid, r.last_message_at, r.last_event_at, r.cs_sent_since_message, r.cs_sent_since_event "
         f"FROM residents r WHERE r.grid_id IN ({grid_list}) AND r.subscribed = :yes AND r.id > :after "
-        "ORDER BY r.id LIMIT :limit",
+        f"ORDER BY r.id LIMIT :limit{_held_rows(tx)}",
         yes=True,
         after=after,
         limit=limit,
@@ -715,7 +722,7 @@ async def remind_some(
         "SELECT x.id, x.openid, r.last_message_at, r.last_event_at, r.cs_sent_since_message, r.cs_sent_since_event "
         "FROM poll_recipients x JOIN residents r ON r.openid = x.openid "
         "WHERE x.poll_id = :p AND x.id > :after AND x.voted_at IS NULL AND x.reminded_at IS NULL "
-        "ORDER BY x.id LIMIT :limit",
+        f"ORDER BY x.id LIMIT :limit{_held_rows(tx)}",
         p=poll.id,
         after=after,
         limit=limit,
