@@ -10,6 +10,7 @@ import aiohttp
 from aiohttp import web
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from bot import remote
 from bot.api import app as api
 from bot.clock import Clock
 from bot.config import Settings
@@ -114,6 +115,8 @@ def build_app(
     app.add_routes([web.get("/healthz", healthz), web.get("/readyz", readyz), *Webhook(settings, intake).routes()])
     # Every log record of a request carries its id (nginx's X-Request-Id); /metrics for Prometheus.
     install_request_ids(app)
+    # Behind nginx: the client's address for audit entries and /metrics (server.trusted_proxies).
+    remote.install(app, settings.server.trusted_proxies)
     add_metrics_route(app, settings.metrics, store, clock)
     app.add_subapp(CONSOLE_PREFIX + "/", console.build(store=store, settings=settings, texts=texts, clock=clock))
     # The JSON API and Open311 GeoReport v2 for other city platforms, with API tokens (bot/api/).

@@ -33,6 +33,9 @@ class ServerSettings:
     # Where the public reaches this server; only used in printed hints.
     public_url: str = ""
     timezone: str = "Asia/Shanghai"
+    # Reverse proxies (CIDRs) whose X-Forwarded-For names the client, for audit entries and the /metrics
+    # allow-list (bot/remote.py): the nginx in front, e.g. ["127.0.0.1/32", "::1/128"]. Empty: the TCP peer.
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -654,6 +657,13 @@ def _validate_polls(p: PollSettings) -> None:
 
 
 def _validate_observability(s: Settings) -> None:
+    for cidr in s.server.trusted_proxies:
+        try:
+            ipaddress.ip_network(cidr.strip())
+        except ValueError:
+            raise ConfigError(
+                f"setting server.trusted_proxies: {cidr!r} is not a network (e.g. 127.0.0.1/32)"
+            ) from None
     for cidr in s.metrics.allow_from:
         try:
             ipaddress.ip_network(cidr.strip())

@@ -23,6 +23,7 @@ from prometheus_client.registry import CollectorRegistry
 from bot.clock import Clock
 from bot.config import MetricsSettings
 from bot.logs import REQUEST_ID
+from bot.remote import client_address
 from bot.services import lifecycle
 from storage.fast import Store
 
@@ -104,9 +105,10 @@ class MetricsView:
         return any(address in network for network in self.allowed)
 
     async def get(self, request: web.Request) -> web.Response:
-        # The peer's own address: X-Forwarded-For is anyone's to write. Behind nginx that is nginx, which must
+        # The peer's own address — or, from a trusted proxy, the client it names (bot/remote.py): X-Forwarded-For
+        # is anyone's to write. Behind an nginx not listed in server.trusted_proxies that is nginx, which must
         # refuse /metrics from outside itself.
-        if not self._allows(request.remote):
+        if not self._allows(client_address(request)):
             return web.Response(status=403, text="metrics: not from this address\n")
         families = await self._database_figures()
         scrape = CollectorRegistry(auto_describe=False)

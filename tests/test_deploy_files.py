@@ -117,8 +117,14 @@ def test_the_env_file_is_a_production_configuration(tmp_path):
     # Each instance's port comes from its systemd name (--port %i), not from the shared file.
     assert "FRONTDOOR_SERVER_PORT" not in values
     assert (s.logging.format, s.logging.level) == ("json", "info")
-    # Behind nginx every peer is nginx: only loopback may read /metrics, nginx decides who reaches it.
-    assert s.metrics.allow_from and all(ipaddress.ip_network(n).is_loopback for n in s.metrics.allow_from)
+    # nginx on the same host is trusted to name the client; the instance then allows /metrics to no one nginx
+    # itself would refuse (its allow list in deploy/nginx.conf: loopback and 10.0.0.0/8).
+    assert [ipaddress.ip_network(n).is_loopback for n in s.server.trusted_proxies] == [True, True]
+    nginx_allows = [ipaddress.ip_network(n) for n in ("127.0.0.0/8", "::1/128", "10.0.0.0/8")]
+    assert s.metrics.allow_from and all(
+        any(ipaddress.ip_network(n).subnet_of(a) for a in nginx_allows if a.version == ipaddress.ip_network(n).version)
+        for n in s.metrics.allow_from
+    )
 
 
 def test_placeholders_left_in_stop_start_up(tmp_path):

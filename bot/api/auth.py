@@ -20,6 +20,7 @@ from aiohttp import web
 
 from bot.api import keys
 from bot.api.checks import usable
+from bot.remote import client_address
 from bot.services import api_tokens, operators
 from bot.services.api_tokens import ApiToken
 from bot.services.operators import Operator
@@ -152,5 +153,5 @@ async def audit(request: web.Request, action: str, *, outcome: str = "ok", targe
             outcome=outcome,
             target=target,
             detail=detail,
-            ip=request.remote,
+            ip=client_address(request),
         )

@@ -20,6 +20,7 @@ from bot.api import keys
 from bot.api.auth import ApiError, audit, fail, operator_of, reply
 from bot.api.checks import row_id, sane, usable
 from bot.console import actions, roles
+from bot.remote import client_address
 from bot.services import areas, inbox, open311, operators, privacy
 from bot.services.operators import Operator
 
@@ -277,7 +278,7 @@ async def act(request: web.Request) -> web.Response:
                 action=action,
                 target=case.number,
                 detail=_detail(fields),
-                ip=request.remote,
+                ip=client_address(request),
             )
     except actions.REFUSALS as exc:
         await audit(request, action, outcome="failed", target=case.number, detail=str(exc))

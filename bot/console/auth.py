@@ -18,6 +18,7 @@ from aiohttp import web
 from bot.console import keys, roles
 from bot.console.pages import render
 from bot.console.security import CSRF_FIELD, CSRF_HEADER, is_https, tokens_match
+from bot.remote import client_address
 from bot.services import operators
 
 COOKIE = "fd_session"
@@ -33,7 +34,7 @@ TOUCH_EVERY = timedelta(minutes=5)
 
 
 def client_ip(request: web.Request) -> str | None:
-    return request.remote
+    return client_address(request)
 
 
 def session_of(request: web.Request) -> operators.Session:

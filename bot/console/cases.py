@@ -14,6 +14,7 @@ from bot.api.checks import usable
 from bot.console import actions, keys, roles
 from bot.console.auth import audit, message_page, see_other, session_of
 from bot.console.pages import render
+from bot.remote import client_address
 from bot.services import (
     areas,
     canned,
@@ -315,7 +316,7 @@ async def act(request: web.Request) -> web.Response:
                 action=action,
                 target=number,
                 detail=_detail(fields),
-                ip=request.remote,
+                ip=client_address(request),
             )
     except actions.REFUSALS as exc:
         await audit(request, action, outcome="failed", target=number, detail=str(exc))

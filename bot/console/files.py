@@ -12,6 +12,7 @@ from aiohttp import web
 from bot.console import keys
 from bot.console.auth import audit, message_page, see_other, session_of
 from bot.console.cases import case_for_action, inside_store, render_case, visible_case
+from bot.remote import client_address
 from bot.services import case_files, operators
 from bot.services.cases import add_ledger
 from bot.texts import Texts
@@ -60,7 +61,7 @@ async def upload(request: web.Request) -> web.Response:
             action=ACTION,
             target=number,
             detail=f"id={file_id}; kind={kind}; {saved.filename}; {saved.size} B; sha256={saved.sha256[:12]}",
-            ip=request.remote,
+            ip=client_address(request),
         )
     return see_other(str(app.router["case"].url_for(number=number).with_query(done=ACTION)))
 

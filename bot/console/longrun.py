@@ -13,6 +13,7 @@ from bot.console import actions, keys, roles
 from bot.console.auth import audit, message_page, see_other, session_of
 from bot.console.cases import case_for_action, render_case
 from bot.console.pages import render
+from bot.remote import client_address
 from bot.services import case_files, inbox, lifecycle, longrun, operators, privacy
 
 
@@ -76,7 +77,7 @@ async def commit_close(request: web.Request) -> web.Response:
                 action="commit_close",
                 target=number,
                 detail=f"file={saved.filename} sha256={saved.sha256[:12]}",
-                ip=request.remote,
+                ip=client_address(request),
             )
     except (*actions.REFUSALS, lifecycle.MoveRefused) as exc:
         await audit(request, "commit_close", outcome="failed", target=number, detail=str(exc))
