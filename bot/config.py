@@ -656,19 +656,17 @@ def _validate_polls(p: PollSettings) -> None:
         raise ConfigError("setting polls.batch_size: must be at least 1 (so must chunk_size and invite_hours)")
 
 
+def _check_networks(name: str, cidrs: tuple[str, ...]) -> None:
+    for cidr in cidrs:
+        try:
+            ipaddress.ip_network(cidr.strip())
+        except ValueError:
+            raise ConfigError(f"setting {name}: {cidr!r} is not a network (e.g. 10.0.0.0/8)") from None
+
+
 def _validate_observability(s: Settings) -> None:
-    for cidr in s.server.trusted_proxies:
-        try:
-            ipaddress.ip_network(cidr.strip())
-        except ValueError:
-            raise ConfigError(
-                f"setting server.trusted_proxies: {cidr!r} is not a network (e.g. 127.0.0.1/32)"
-            ) from None
-    for cidr in s.metrics.allow_from:
-        try:
-            ipaddress.ip_network(cidr.strip())
-        except ValueError:
-            raise ConfigError(f"setting metrics.allow_from: {cidr!r} is not a network (e.g. 10.0.0.0/8)") from None
+    _check_networks("server.trusted_proxies", s.server.trusted_proxies)
+    _check_networks("metrics.allow_from", s.metrics.allow_from)
     if s.logging.format not in ("text", "json"):
         raise ConfigError(f"setting logging.format: text or json, got {s.logging.format!r}")
     if s.logging.level.lower() not in LOG_LEVELS:
