@@ -76,6 +76,16 @@ def message_page(request: web.Request, text: str, status: int) -> web.Response:
     return render(request, "message.html", {"message": text}, status=status)
 
 
+async def refused(request: web.Request, action: str, target: str | None = None) -> web.Response:
+    """The page that says no (403), with the refusal on the audit log."""
+    await audit(request, action, outcome="refused", target=target)
+    return message_page(request, request.app[keys.TEXTS]("console.forbidden"), 403)
+
+
+def not_found(request: web.Request) -> web.Response:
+    return message_page(request, request.app[keys.TEXTS]("console.not_found"), 404)
+
+
 @web.middleware
 async def guard(request: web.Request, handler):
     """Finds the request's session; sends strangers to the sign-in page; checks the CSRF token of every POST."""

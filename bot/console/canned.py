@@ -7,7 +7,7 @@ from aiohttp import web
 
 from bot.api.checks import row_id
 from bot.console import keys, roles
-from bot.console.auth import audit, message_page, see_other, session_of
+from bot.console.auth import audit, not_found, refused, see_other, session_of
 from bot.console.pages import render
 from bot.services import canned
 
@@ -16,14 +16,9 @@ def _may_manage(request: web.Request) -> bool:
     return session_of(request).operator.role in roles.MANAGE_CANNED
 
 
-async def _refuse(request: web.Request, action: str) -> web.Response:
-    await audit(request, action, outcome="refused")
-    return message_page(request, request.app[keys.TEXTS]("console.forbidden"), 403)
-
-
 async def page(request: web.Request, *, error: str | None = None, form: dict | None = None, status=200):
     if not _may_manage(request):
-        return await _refuse(request, "canned")
+        return await refused(request, "canned")
     async with request.app[keys.STORE].read() as tx:
         found = await canned.listing(tx)
     editing = None
@@ -46,7 +41,7 @@ async def list_page(request: web.Request) -> web.Response:
 
 async def save(request: web.Request) -> web.Response:
     if not _may_manage(request):
-        return await _refuse(request, "canned_save")
+        return await refused(request, "canned_save")
     app = request.app
     texts = app[keys.TEXTS]
     form = await request.post()
@@ -72,10 +67,10 @@ async def save(request: web.Request) -> web.Response:
 
 async def delete(request: web.Request) -> web.Response:
     if not _may_manage(request):
-        return await _refuse(request, "canned_delete")
+        return await refused(request, "canned_delete")
     canned_id = request.match_info["id"]
     if not row_id(canned_id):
-        return message_page(request, request.app[keys.TEXTS]("console.not_found"), 404)
+        return not_found(request)
     async with request.app[keys.STORE].write() as tx:
         gone = await canned.delete(tx, int(canned_id))
     await audit(request, "canned_delete", target=canned_id, outcome="ok" if gone else "failed")

@@ -12,7 +12,7 @@ from aiohttp import web
 
 from bot.api.checks import usable
 from bot.console import actions, keys, roles
-from bot.console.auth import audit, message_page, see_other, session_of
+from bot.console.auth import audit, not_found, refused, see_other, session_of
 from bot.console.pages import render
 from bot.remote import client_address
 from bot.services import (
@@ -83,8 +83,7 @@ async def inbox_page(request: web.Request) -> web.Response:
     app = request.app
     operator = session_of(request).operator
     if not roles.sees_cases(operator):
-        await audit(request, "inbox", outcome="refused")
-        return message_page(request, app[keys.TEXTS]("console.forbidden"), 403)
+        return await refused(request, "inbox")
     scope = operator.unit if operator.role == "unit" else None
     async with app[keys.STORE].read() as tx:
         tree = await areas.all_areas(tx)
@@ -122,10 +121,9 @@ async def visible_case(request: web.Request, number: str) -> inbox.CaseFile | we
     async with app[keys.STORE].read() as tx:
         case = await inbox.case_file(tx, number)
     if case is None:
-        return message_page(request, app[keys.TEXTS]("console.not_found"), 404)
+        return not_found(request)
     if not roles.sees_case(operator, case.lead_unit, case.co_units):
-        await audit(request, "view_case", outcome="refused", target=number)
-        return message_page(request, app[keys.TEXTS]("console.forbidden"), 403)
+        return await refused(request, "view_case", number)
     return case
 
 
@@ -135,8 +133,7 @@ async def case_for_action(request: web.Request, number: str, action: str) -> inb
     if isinstance(found, web.Response):
         return found
     if not roles.may(session_of(request).operator, action):
-        await audit(request, action, outcome="refused", target=number)
-        return message_page(request, request.app[keys.TEXTS]("console.forbidden"), 403)
+        return await refused(request, action, number)
     return found
 
 
@@ -294,14 +291,13 @@ async def act(request: web.Request) -> web.Response:
     texts = app[keys.TEXTS]
     action, number = request.match_info["action"], request.match_info["number"]
     if action not in roles.CASE_ACTIONS and action not in roles.MEDIATION_ACTIONS:
-        return message_page(request, texts("console.not_found"), 404)
+        return not_found(request)
     found = await visible_case(request, number)
     if isinstance(found, web.Response):
         return found
     operator = session_of(request).operator
     if not roles.may(operator, action):
-        await audit(request, action, outcome="refused", target=number)
-        return message_page(request, texts("console.forbidden"), 403)
+        return await refused(request, action, number)
     form = await request.post()
     fields = {name: str(value).strip() for name, value in form.items() if name != "csrf"}
     try:
@@ -347,7 +343,7 @@ async def media_file(request: web.Request) -> web.StreamResponse:
     chosen = next((f for f in files if f.media_id == media_id and f.status == "stored" and f.path), None)
     path = await asyncio.to_thread(inside_store, app[keys.SETTINGS].media.store_dir, chosen.path if chosen else None)
     if path is None:
-        return message_page(request, app[keys.TEXTS]("console.not_found"), 404)
+        return not_found(request)
     ctype = (chosen.content_type or "").split(";")[0].strip().lower()
     headers = {"Cache-Control": "private, max-age=3600"}
     if ctype.startswith(("image/", "audio/", "video/")) and "svg" not in ctype:

@@ -10,7 +10,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from bot.console import keys
-from bot.console.auth import audit, message_page, see_other, session_of
+from bot.console.auth import audit, not_found, see_other, session_of
 from bot.console.cases import case_for_action, inside_store, render_case, visible_case
 from bot.remote import client_address
 from bot.services import case_files, operators
@@ -79,7 +79,7 @@ async def download(request: web.Request) -> web.StreamResponse:
         chosen = next((f for f in await case_files.for_case(tx, found.id) if f.id == file_id), None)
     path = await asyncio.to_thread(inside_store, app[keys.SETTINGS].media.store_dir, chosen.path if chosen else None)
     if chosen is None or path is None:
-        return message_page(request, app[keys.TEXTS]("console.not_found"), 404)
+        return not_found(request)
     await audit(request, "file_download", target=number, detail=f"id={file_id}")
     headers = {
         "Content-Type": chosen.content_type,

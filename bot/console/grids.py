@@ -17,7 +17,7 @@ from markupsafe import Markup
 
 from bot.api.checks import row_id, usable
 from bot.console import keys, roles
-from bot.console.auth import audit, message_page, see_other, session_of
+from bot.console.auth import audit, message_page, not_found, refused, see_other, session_of
 from bot.console.pages import render
 from bot.services import areas
 from bot.texts import Texts
@@ -41,11 +41,6 @@ def _sees(request: web.Request) -> bool:
 
 def _manages(request: web.Request) -> bool:
     return session_of(request).operator.role in roles.MANAGE_GRIDS
-
-
-async def _refuse(request: web.Request, action: str, target: str | None = None) -> web.Response:
-    await audit(request, action, outcome="refused", target=target)
-    return message_page(request, request.app[keys.TEXTS]("console.forbidden"), 403)
 
 
 def level_name(texts: Texts, level: str) -> str:
@@ -100,7 +95,7 @@ async def _residents_per_grid(tx) -> dict[int, int]:
 
 async def page(request: web.Request, *, error: str | None = None, form: dict | None = None, status: int = 200):
     if not _sees(request):
-        return await _refuse(request, "grids")
+        return await refused(request, "grids")
     async with request.app[keys.STORE].read() as tx:
         tree = await areas.all_areas(tx)
         per_grid = await _residents_per_grid(tx)
@@ -134,7 +129,7 @@ def _redirect(request: web.Request, **query: str | int) -> web.Response:
 
 async def add(request: web.Request) -> web.Response:
     if not _manages(request):
-        return await _refuse(request, "grid_add")
+        return await refused(request, "grid_add")
     app = request.app
     texts = app[keys.TEXTS]
     form = await request.post()
@@ -169,7 +164,7 @@ async def _area_of(request: web.Request, tx) -> areas.Area | None:
 
 async def rename(request: web.Request) -> web.Response:
     if not _manages(request):
-        return await _refuse(request, "grid_rename", request.match_info["id"])
+        return await refused(request, "grid_rename", request.match_info["id"])
     app = request.app
     texts = app[keys.TEXTS]
     name = str((await request.post()).get("name", "")).strip()
@@ -179,7 +174,7 @@ async def rename(request: web.Request) -> web.Response:
         async with app[keys.STORE].write() as tx:
             area = await _area_of(request, tx)
             if area is None:
-                return message_page(request, texts("console.not_found"), 404)
+                return not_found(request)
             await areas.rename(tx, area, name)
     except areas.AreaError as exc:
         message = error_text(texts, exc)
@@ -191,14 +186,14 @@ async def rename(request: web.Request) -> web.Response:
 
 async def remove(request: web.Request) -> web.Response:
     if not _manages(request):
-        return await _refuse(request, "grid_remove", request.match_info["id"])
+        return await refused(request, "grid_remove", request.match_info["id"])
     app = request.app
     texts = app[keys.TEXTS]
     try:
         async with app[keys.STORE].write() as tx:
             area = await _area_of(request, tx)
             if area is None:
-                return message_page(request, texts("console.not_found"), 404)
+                return not_found(request)
             await areas.remove(tx, area)
     except areas.AreaError as exc:
         message = error_text(texts, exc)
@@ -220,7 +215,7 @@ def _decode(data: bytes) -> str | None:
 
 async def import_csv(request: web.Request) -> web.Response:
     if not _manages(request):
-        return await _refuse(request, "grid_import")
+        return await refused(request, "grid_import")
     app = request.app
     texts = app[keys.TEXTS]
     upload = (await request.post()).get("file")
@@ -270,14 +265,14 @@ async def qr_poster(request: web.Request) -> web.Response:
 
     code = request.match_info["code"]
     if not _sees(request):
-        return await _refuse(request, "grid_qr", code)
+        return await refused(request, "grid_qr", code)
     texts = request.app[keys.TEXTS]
     area = None
     if areas.CODE.fullmatch(code):
         async with request.app[keys.STORE].read() as tx:
             area = await areas.by_code(tx, code)
     if area is None or area.level != "grid":
-        return message_page(request, texts("console.not_found"), 404)
+        return not_found(request)
     api = request.config_dict.get(API)
     if api is None:
         return message_page(request, texts("console.grids.qr_failed", reason=texts("console.grids.qr_no_url")), 503)

@@ -10,7 +10,7 @@ import dataclasses
 from aiohttp import web
 
 from bot.console import actions, keys, roles
-from bot.console.auth import audit, message_page, see_other, session_of
+from bot.console.auth import audit, refused, see_other, session_of
 from bot.console.cases import case_for_action, render_case
 from bot.console.pages import render
 from bot.remote import client_address
@@ -21,8 +21,7 @@ async def list_page(request: web.Request) -> web.Response:
     app = request.app
     operator = session_of(request).operator
     if operator.role not in roles.SEE_LONG_RUNNING:
-        await audit(request, "long_running", outcome="refused")
-        return message_page(request, app[keys.TEXTS]("console.forbidden"), 403)
+        return await refused(request, "long_running")
     settings = app[keys.SETTINGS]
     async with app[keys.STORE].read() as tx:
         found = await longrun.listing(tx, app[keys.CLOCK].now(), settings)

@@ -19,7 +19,7 @@ from aiohttp import web
 
 from bot.api.checks import row_id, sane, usable
 from bot.console import keys, roles
-from bot.console.auth import audit, message_page, see_other, session_of
+from bot.console.auth import audit, not_found, refused, see_other, session_of
 from bot.console.pages import render
 from bot.console.reports import disposition, percent, safe
 from bot.console.security import HEADERS
@@ -92,15 +92,6 @@ def _operator(request: web.Request) -> Operator:
     return session_of(request).operator
 
 
-async def _refuse(request: web.Request, action: str, target: str | None = None) -> web.Response:
-    await audit(request, action, outcome="refused", target=target)
-    return message_page(request, request.app[keys.TEXTS]("console.forbidden"), 403)
-
-
-def _not_found(request: web.Request) -> web.Response:
-    return message_page(request, request.app[keys.TEXTS]("console.not_found"), 404)
-
-
 async def _voted(tx: Tx, poll_ids: list[int]) -> dict[int, int]:
     """Residents who voted over WeChat, per poll (poll_recipients.voted_at: also for anonymous polls)."""
     if not poll_ids:
@@ -120,7 +111,7 @@ async def _voted(tx: Tx, poll_ids: list[int]) -> dict[int, int]:
 async def list_page(request: web.Request) -> web.Response:
     operator = _operator(request)
     if operator.role not in roles.SEE_POLLS:
-        return await _refuse(request, "polls")
+        return await refused(request, "polls")
     async with request.app[keys.STORE].read() as tx:
         scope = await _scope(tx, operator)
         if operator.role in roles.SEE_ALL_POLLS:
@@ -259,7 +250,7 @@ async def new_page(request: web.Request) -> web.Response:
     async with request.app[keys.STORE].read() as tx:
         scope = await _scope(tx, _operator(request))
     if not scope.creates:
-        return await _refuse(request, "poll_new")
+        return await refused(request, "poll_new")
     return await _new_page(request, scope, _default_form(request))
 
 
@@ -271,7 +262,7 @@ async def create(request: web.Request) -> web.Response:
     async with app[keys.STORE].read() as tx:
         scope = await _scope(tx, operator)
     if not scope.creates:
-        return await _refuse(request, "poll_create")
+        return await refused(request, "poll_create")
     try:
         spec = _spec(fields, settings.tz, texts)
     except FormError as exc:
@@ -360,16 +351,16 @@ async def _visible(request: web.Request, action: str) -> tuple[Scope, polls.Poll
     raw = request.match_info["id"]
     operator = _operator(request)
     if operator.role not in roles.SEE_POLLS:
-        return await _refuse(request, action, raw)
+        return await refused(request, action, raw)
     if not row_id(raw):
-        return _not_found(request)
+        return not_found(request)
     async with request.app[keys.STORE].read() as tx:
         poll = await polls.get(tx, int(raw))
         scope = await _scope(tx, operator)
     if poll is None:
-        return _not_found(request)
+        return not_found(request)
     if not scope.sees(poll):
-        return await _refuse(request, action, raw)
+        return await refused(request, action, raw)
     return scope, poll
 
 
@@ -408,7 +399,7 @@ async def _runnable(request: web.Request, action: str) -> tuple[Scope, polls.Pol
         return found
     scope, poll = found
     if not scope.runs(poll):
-        return await _refuse(request, action, str(poll.id))
+        return await refused(request, action, str(poll.id))
     return found
 
 

@@ -31,7 +31,7 @@ from openpyxl.styles import Font
 from openpyxl.utils import get_column_letter
 
 from bot.console import keys, roles
-from bot.console.auth import audit, message_page, session_of
+from bot.console.auth import audit, message_page, refused, session_of
 from bot.console.pages import render
 from bot.console.security import HEADERS
 from bot.services import areas, inbox, privacy, reports
@@ -109,8 +109,7 @@ async def _refused(request: web.Request, action: str) -> web.Response | None:
     """The page that says no, audited, unless this operator may see reports."""
     if roles.sees_reports(session_of(request).operator):
         return None
-    await audit(request, action, outcome="refused")
-    return message_page(request, request.app[keys.TEXTS]("console.forbidden"), 403)
+    return await refused(request, action)
 
 
 # ---- the dashboard ----------------------------------------------------------------------------------------

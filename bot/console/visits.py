@@ -14,7 +14,7 @@ from aiohttp import web
 
 from bot.api.checks import row_id, sane, usable
 from bot.console import keys, roles
-from bot.console.auth import audit, message_page, see_other, session_of
+from bot.console.auth import audit, not_found, refused, see_other, session_of
 from bot.console.pages import render
 from bot.services import areas, gridworkers, privacy, visits
 from bot.services.operators import Operator
@@ -30,11 +30,6 @@ class FormError(Exception):
 
 def _operator(request: web.Request) -> Operator:
     return session_of(request).operator
-
-
-async def _refuse(request: web.Request, action: str, target: str | None = None) -> web.Response:
-    await audit(request, action, outcome="refused", target=target)
-    return message_page(request, request.app[keys.TEXTS]("console.forbidden"), 403)
 
 
 @dataclass(frozen=True)
@@ -114,7 +109,7 @@ def _day(text: str) -> date | None:
 async def list_page(request: web.Request) -> web.Response:
     operator = _operator(request)
     if operator.role not in roles.SEE_VISITS:
-        return await _refuse(request, "visits")
+        return await refused(request, "visits")
     app = request.app
     tz, texts = app[keys.SETTINGS].tz, app[keys.TEXTS]
     today = app[keys.CLOCK].now().astimezone(tz).date()
@@ -206,7 +201,7 @@ async def _new_page(request: web.Request, scope: Scope, fields: dict, *, error=N
 async def new_page(request: web.Request) -> web.Response:
     operator = _operator(request)
     if operator.role not in roles.PLAN_VISITS | roles.RECORD_VISITS:
-        return await _refuse(request, "visit_new")
+        return await refused(request, "visit_new")
     async with request.app[keys.STORE].read() as tx:
         scope = await _scope(tx, operator)
     return await _new_page(request, scope, _empty())
@@ -249,9 +244,9 @@ async def _cases_allowed(request, scope: Scope, numbers: list[str], action: str)
     except visits.VisitError:
         found = None
     if found is not None and not scope.records(found):
-        return await _refuse(request, action, ",".join(numbers)[:200])
+        return await refused(request, action, ",".join(numbers)[:200])
     if found is None and scope.operator.role == "unit":
-        return await _refuse(request, action, ",".join(numbers)[:200])
+        return await refused(request, action, ",".join(numbers)[:200])
     return None
 
 
@@ -268,7 +263,7 @@ async def create(request: web.Request) -> web.Response:
     async with app[keys.STORE].read() as tx:
         scope = await _scope(tx, operator)
     if not scope.plans:
-        return await _refuse(request, "visit_plan")
+        return await refused(request, "visit_plan")
     try:
         _check(fields, texts)
         planned_for = _when(fields["planned_for"], settings.tz, texts)
@@ -307,11 +302,11 @@ async def record(request: web.Request) -> web.Response:
     async with app[keys.STORE].read() as tx:
         scope = await _scope(tx, operator)
     if operator.role not in roles.RECORD_VISITS:
-        return await _refuse(request, "visit_record")
+        return await refused(request, "visit_record")
     numbers = visits.numbers_in(fields["cases"])
-    refused = await _cases_allowed(request, scope, numbers, "visit_record")
-    if refused is not None:
-        return refused
+    denied = await _cases_allowed(request, scope, numbers, "visit_record")
+    if denied is not None:
+        return denied
     try:
         _check(fields, texts)
         resolved = True if fields["resolved_all"] else visits.numbers_in(fields["resolved"])
@@ -349,16 +344,16 @@ async def _visible(request: web.Request, action: str) -> tuple[Scope, visits.Vis
     raw = request.match_info["id"]
     operator = _operator(request)
     if operator.role not in roles.SEE_VISITS:
-        return await _refuse(request, action, raw)
+        return await refused(request, action, raw)
     if not row_id(raw):
-        return message_page(request, request.app[keys.TEXTS]("console.not_found"), 404)
+        return not_found(request)
     async with request.app[keys.STORE].read() as tx:
         visit = await visits.get(tx, int(raw))
         scope = await _scope(tx, operator)
     if visit is None:
-        return message_page(request, request.app[keys.TEXTS]("console.not_found"), 404)
+        return not_found(request)
     if not scope.sees(visit):
-        return await _refuse(request, action, raw)
+        return await refused(request, action, raw)
     return scope, visit
 
 
@@ -394,7 +389,7 @@ async def complete(request: web.Request) -> web.Response:
         return found
     scope, visit = found
     if not scope.may_complete(visit):
-        return await _refuse(request, "visit_complete", str(visit.id))
+        return await refused(request, "visit_complete", str(visit.id))
     app = request.app
     texts = app[keys.TEXTS]
     form = await request.post()
@@ -433,7 +428,7 @@ async def cancel(request: web.Request) -> web.Response:
         return found
     scope, visit = found
     if not scope.plans:
-        return await _refuse(request, "visit_cancel", str(visit.id))
+        return await refused(request, "visit_cancel", str(visit.id))
     app = request.app
     texts, settings = app[keys.TEXTS], app[keys.SETTINGS]
     reason = str((await request.post()).get("reason", ""))
