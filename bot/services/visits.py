@@ -227,17 +227,8 @@ async def plan(
     for c in found:
         note = texts("visit.ledger_planned", id=visit_id, when=when, team=team_text)
         await add_ledger(tx, c.case_id, now, by, "visit_planned", note=note)
-        if c.openid:
-            text = texts("visit.notice_planned", number=c.number, when=when, team=team_text, hotline=hotline)
-            await enqueue_text(
-                tx,
-                clock,
-                c.openid,
-                text,
-                notice="visit_planned",
-                case_number=c.number,
-                status_text=texts("visit.status_planned"),
-            )
+        text = texts("visit.notice_planned", number=c.number, when=when, team=team_text, hotline=hotline)
+        await _tell(tx, clock, c, text, "visit_planned", texts("visit.status_planned"))
     return visit_id
 
 
@@ -403,17 +394,8 @@ async def cancel(
     when = _local(visit.planned_for, tz) if visit.planned_for else ""
     for c in visit.cases:
         await add_ledger(tx, c.case_id, now, by, "visit_cancelled", note=reason)
-        if c.openid:
-            text = texts("visit.notice_cancelled", number=c.number, when=when, reason=reason, hotline=hotline)
-            await enqueue_text(
-                tx,
-                clock,
-                c.openid,
-                text,
-                notice="visit_cancelled",
-                case_number=c.number,
-                status_text=texts("visit.status_cancelled"),
-            )
+        text = texts("visit.notice_cancelled", number=c.number, when=when, reason=reason, hotline=hotline)
+        await _tell(tx, clock, c, text, "visit_cancelled", texts("visit.status_cancelled"))
 
 
 # ---- reading ----------------------------------------------------------------------------------------------
@@ -621,3 +603,11 @@ WHERE v.status = 'done' AND v.done_at >= :since AND v.done_at < :until AND {scop
     out.done = len(visits)
     out.by_unit, out.by_street, out.by_grid = _counted(by_unit), _counted(by_street), _counted(by_grid)
     return out
+
+
+async def _tell(tx: Tx, clock: Clock, case, text: str, notice: str, status_text: str) -> None:
+    """A notice about a visit to the case's resident — none once the case was detached from them."""
+    if case.openid:
+        await enqueue_text(
+            tx, clock, case.openid, text, notice=notice, case_number=case.number, status_text=status_text
+        )
