@@ -31,9 +31,13 @@ def register(sub: argparse._SubParsersAction, settings_of) -> None:
     fake.add_argument("--port", type=int, default=8090)
 
     def run(args) -> int:
+        from bot.app import FAKE_PREFIX
+        from bot.texts import Texts
+
         settings = settings_of(args)
+        api = f"http://{args.host}:{args.port}{FAKE_PREFIX}"
         print(
-            f"fake WeChat API: http://{args.host}:{args.port}/fake-wechat (app id {settings.wechat.app_id})", flush=True
+            Texts(settings.texts.override_file)("cli.fake_banner", api=api, app_id=settings.wechat.app_id), flush=True
         )
         serve(settings, args.host, args.port)
         return 0
